@@ -1,0 +1,121 @@
+/**
+ * Frames on the chat connection (PROTOCOL.md 2), classic and p2pchat/1, and the inner
+ * objects of a secure session. Each is a Schema, decoded at the edge.
+ */
+import { Result, Schema } from "effect"
+import { Username } from "./Presence.ts"
+
+/** A message id: a UUID from p2pchat senders; any short printable token is accepted. */
+export const MessageId = Schema.String.check(
+  Schema.makeFilter((s: string) => /^[\x21-\x7e]{1,128}$/.test(s) || "expected a message id of 1-128 printable ASCII characters")
+)
+const Base64 = Schema.String.check(
+  Schema.makeFilter((s: string) => /^[A-Za-z0-9+/]*={0,2}$/.test(s) || "expected base64")
+)
+
+export const PlainFrame = Schema.Struct({
+  unencrypted_message: Schema.String,
+  id: Schema.optionalKey(MessageId),
+  from: Schema.optionalKey(Username)
+})
+export const KeyFrame = Schema.Struct({
+  key: Schema.Number.check(Schema.isInt(), Schema.isBetween({ minimum: -(2 ** 53) + 1, maximum: 2 ** 53 - 1 }))
+})
+export const EncryptedFrame = Schema.Struct({
+  encrypted_message: Schema.String,
+  id: Schema.optionalKey(MessageId),
+  from: Schema.optionalKey(Username)
+})
+export const AckFrame = Schema.Struct({ ack: MessageId })
+export const HandshakeFrame = Schema.Struct({ proto: Schema.optionalKey(Schema.String), hs: Base64 })
+export const CipherFrame = Schema.Struct({ ct: Base64 })
+
+export type PlainFrame = typeof PlainFrame.Type
+export type KeyFrame = typeof KeyFrame.Type
+export type EncryptedFrame = typeof EncryptedFrame.Type
+export type AckFrame = typeof AckFrame.Type
+export type HandshakeFrame = typeof HandshakeFrame.Type
+export type CipherFrame = typeof CipherFrame.Type
+
+export type Frame =
+  | { readonly _tag: "Plain"; readonly frame: PlainFrame }
+  | { readonly _tag: "Key"; readonly frame: KeyFrame }
+  | { readonly _tag: "Encrypted"; readonly frame: EncryptedFrame }
+  | { readonly _tag: "Ack"; readonly frame: AckFrame }
+  | { readonly _tag: "Handshake"; readonly frame: HandshakeFrame }
+  | { readonly _tag: "Cipher"; readonly frame: CipherFrame }
+
+/** Secure session inner objects (after the Noise handshake). */
+export const InnerMessage = Schema.Struct({
+  type: Schema.Literal("msg"),
+  id: MessageId,
+  text: Schema.String,
+  sentAt: Schema.String
+})
+export const InnerAck = Schema.Struct({ type: Schema.Literal("ack"), id: MessageId })
+export const Inner = Schema.Union([InnerMessage, InnerAck])
+export type InnerMessage = typeof InnerMessage.Type
+export type Inner = typeof Inner.Type
+
+/** The payload of handshake messages 2 and 3: who the sender says it is. */
+export const HandshakePayload = Schema.Struct({ username: Username })
+
+const decoders: ReadonlyArray<readonly [string, Frame["_tag"], (u: unknown) => Result.Result<any, Schema.SchemaError>]> = [
+  ["hs", "Handshake", Schema.decodeUnknownResult(HandshakeFrame)],
+  ["ct", "Cipher", Schema.decodeUnknownResult(CipherFrame)],
+  ["unencrypted_message", "Plain", Schema.decodeUnknownResult(PlainFrame)],
+  ["encrypted_message", "Encrypted", Schema.decodeUnknownResult(EncryptedFrame)],
+  ["key", "Key", Schema.decodeUnknownResult(KeyFrame)],
+  ["ack", "Ack", Schema.decodeUnknownResult(AckFrame)]
+]
+
+const oneLine = (s: string) => s.replace(/\s+/g, " ").slice(0, 200)
+
+/** Parses JSON text (one frame from the splitter); the failure is a reason for the log. */
+export const parseJsonObject = (text: string): Result.Result<object, string> => {
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (e) {
+    return Result.fail(`not JSON (${oneLine((e as Error).message)})`)
+  }
+  return typeof json === "object" && json !== null && !Array.isArray(json) ? Result.succeed(json) : Result.fail("not a JSON object")
+}
+
+/** Classifies a frame by its defining key and decodes it. */
+export const decodeFrame = (text: string): Result.Result<Frame, string> => {
+  const parsed = parseJsonObject(text)
+  if (Result.isFailure(parsed)) return Result.fail(parsed.failure)
+  const json = parsed.success
+  for (const [key, tag, decode] of decoders) {
+    if (!Object.hasOwn(json, key)) continue
+    const r = decode(json)
+    return Result.isSuccess(r)
+      ? Result.succeed({ _tag: tag, frame: r.success } as Frame)
+      : Result.fail(`bad ${key} frame: ${oneLine(r.failure.message)}`)
+  }
+  return Result.fail(`unknown frame with keys ${oneLine(Object.keys(json).slice(0, 5).join(", "))}`)
+}
+
+const decodeInnerResult = Schema.decodeUnknownResult(Inner)
+/** Decodes the plaintext of a secure frame. */
+export const decodeInner = (text: string): Result.Result<Inner, string> => {
+  const parsed = parseJsonObject(text)
+  if (Result.isFailure(parsed)) return Result.fail(parsed.failure)
+  const r = decodeInnerResult(parsed.success)
+  return Result.isSuccess(r) ? Result.succeed(r.success) : Result.fail(`bad inner object: ${oneLine(r.failure.message)}`)
+}
+
+/** Text of an `unencrypted_message`: base64 of UTF-8, or (some classic variants) the text itself. */
+export const plainText = (value: string): string => {
+  if (/^[A-Za-z0-9+/]*={0,2}$/.test(value) && value.length % 4 === 0 && value.length > 0) {
+    try {
+      return new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(value, "base64"))
+    } catch {
+      // not UTF-8: the text itself
+    }
+  }
+  return value
+}
+
+export const encodePlainText = (text: string): string => Buffer.from(text, "utf8").toString("base64")

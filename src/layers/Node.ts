@@ -1,0 +1,73 @@
+/**
+ * Which implementation serves which service, for each role: the whole node, and each
+ * role alone as in the original tools. main.ts and the tests build nodes from these.
+ */
+import { Layer, Logger, References } from "effect"
+import { announcerLayer } from "../services/Announcer.ts"
+import { configLayer, type LogLevel, type NodeConfig } from "../services/Config.ts"
+import { cryptoLayer } from "../services/Crypto.ts"
+import { discoveryLayer } from "../services/Discovery.ts"
+import { eventsLayer } from "../services/Events.ts"
+import { historyLayer } from "../services/History.ts"
+import { peerRegistryLayer, registryEventsLayer } from "../services/PeerRegistry.ts"
+import { peerSnapshotLayer } from "../services/PeerSnapshot.ts"
+import { presenceSocketLayer } from "../services/PresenceSocket.ts"
+import { type Store, type StoreError, storeLayer } from "../services/Store.ts"
+
+const EFFECT_LEVEL: Record<LogLevel, "Debug" | "Info" | "Warn" | "Error" | "None"> = {
+  debug: "Debug",
+  info: "Info",
+  warning: "Warn",
+  error: "Error",
+  none: "None"
+}
+
+/** Log lines go to stderr, so that stdout carries only what the user asked for. */
+const stderrLogger = Logger.make(({ logLevel, message }) => {
+  const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
+  process.stderr.write(`p2pchat [${logLevel.toLowerCase()}] ${text}\n`)
+})
+
+export const loggingLayer = (level: LogLevel) =>
+  Layer.mergeAll(
+    Logger.layer([stderrLogger]),
+    Layer.succeed(References.MinimumLogLevel, EFFECT_LEVEL[level])
+  )
+
+/** Config, logging and the event hub: what every role has. */
+export const baseLayer = (config: NodeConfig) =>
+  Layer.mergeAll(configLayer(config), eventsLayer, loggingLayer(config.logLevel))
+
+/** The database of the configured data dir. */
+export const storeOf = (config: NodeConfig): Layer.Layer<Store, StoreError> =>
+  storeLayer(config.dataDir)
+
+/** `p2pchat announce`: the announcer alone. */
+export const announceRole = (config: NodeConfig) =>
+  announcerLayer.pipe(
+    Layer.provideMerge(presenceSocketLayer),
+    Layer.provideMerge(cryptoLayer),
+    Layer.provideMerge(baseLayer(config))
+  )
+
+/** `p2pchat discover`: discovery, the registry and its snapshot, shown through Events. */
+export const discoverRole = (config: NodeConfig) =>
+  Layer.mergeAll(discoveryLayer, peerSnapshotLayer, registryEventsLayer).pipe(
+    Layer.provideMerge(peerRegistryLayer),
+    Layer.provideMerge(presenceSocketLayer),
+    Layer.provideMerge(cryptoLayer),
+    Layer.provideMerge(historyLayer),
+    Layer.provideMerge(storeOf(config)),
+    Layer.provideMerge(baseLayer(config))
+  )
+
+/** Presence both ways: announcer, discovery, registry and its snapshot. */
+export const presenceRole = (config: NodeConfig) =>
+  Layer.mergeAll(announcerLayer, discoveryLayer, peerSnapshotLayer, registryEventsLayer).pipe(
+    Layer.provideMerge(peerRegistryLayer),
+    Layer.provideMerge(presenceSocketLayer),
+    Layer.provideMerge(cryptoLayer),
+    Layer.provideMerge(historyLayer),
+    Layer.provideMerge(storeOf(config)),
+    Layer.provideMerge(baseLayer(config))
+  )

@@ -1,0 +1,167 @@
+/**
+ * The node's configuration: command-line flags, then environment variables, then
+ * defaults (CLI.md "Options"). A bad value is a UsageError that names the option and
+ * what it accepts.
+ */
+import { Context, Data, Layer } from "effect"
+import * as os from "node:os"
+import * as path from "node:path"
+import { usernameProblem } from "../domain/Presence.ts"
+
+export interface Target {
+  readonly host: string
+  readonly port: number
+}
+
+export type LogLevel = "debug" | "info" | "warning" | "error" | "none"
+const LOG_LEVELS: ReadonlyArray<LogLevel> = ["debug", "info", "warning", "error", "none"]
+
+export interface NodeConfig {
+  /** undefined until asked: commands that announce ask for it, as the original did. */
+  readonly name: string | undefined
+  readonly dataDir: string
+  readonly udpPort: number
+  readonly tcpPort: number
+  /** undefined means every interface. */
+  readonly bind: string | undefined
+  readonly targets: ReadonlyArray<Target>
+  readonly announceEveryMs: number
+  readonly awayAfterMs: number
+  readonly expireAfterMs: number
+  readonly json: boolean
+  readonly logLevel: LogLevel
+  /** Registry cap, so that a flood of invented names cannot exhaust memory. */
+  readonly maxPeers: number
+}
+
+export class Config extends Context.Service<Config, NodeConfig>()("p2pchat/Config") {}
+
+export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
+
+/** What the command line said; undefined where a flag was not given. */
+export interface RawOptions {
+  readonly name?: string | undefined
+  readonly dataDir?: string | undefined
+  readonly udpPort?: string | undefined
+  readonly tcpPort?: string | undefined
+  readonly bind?: string | undefined
+  readonly targets?: ReadonlyArray<string> | undefined
+  readonly announceEvery?: string | undefined
+  readonly awayAfter?: string | undefined
+  readonly expireAfter?: string | undefined
+  readonly json?: boolean | undefined
+  readonly logLevel?: string | undefined
+}
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+
+/** `500ms`, `8s`, `1.5m`, `2h` to milliseconds; undefined when it is not a duration. */
+export const parseDuration = (text: string): number | undefined => {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$/.exec(text)
+  if (m === null) return undefined
+  const ms = Math.round(Number(m[1]) * UNITS[m[2]!]!)
+  return ms > 0 && Number.isSafeInteger(ms) ? ms : undefined
+}
+
+const parsePort = (option: string, text: string, allowZero = false): number => {
+  const n = /^\d+$/.test(text.trim()) ? Number(text) : NaN
+  if (!Number.isInteger(n) || n > 65535 || n < (allowZero ? 0 : 1)) {
+    throw new UsageError({ message: `${option}: expected a port number from ${allowZero ? 0 : 1} to 65535, got '${text}'` })
+  }
+  return n
+}
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/
+const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/
+
+const parseTarget = (text: string, defaultPort: number): Target => {
+  const m = /^([^:]+)(?::(\d+))?$/.exec(text.trim())
+  if (m === null || !(IPV4.test(m[1]!) || HOSTNAME.test(m[1]!))) {
+    throw new UsageError({ message: `--target: expected HOST or HOST:PORT (an IPv4 address or host name), got '${text}'` })
+  }
+  return { host: m[1]!, port: m[2] === undefined ? defaultPort : parsePort("--target", m[2]) }
+}
+
+const duration = (option: string, text: string | undefined, fallback: number): number => {
+  if (text === undefined) return fallback
+  const ms = parseDuration(text)
+  if (ms === undefined) {
+    throw new UsageError({ message: `${option}: expected a duration like 500ms, 8s, 15m or 1h, got '${text}'` })
+  }
+  return ms
+}
+
+export const defaultDataDir = (env: NodeJS.ProcessEnv): string =>
+  env["XDG_DATA_HOME"] ? path.join(env["XDG_DATA_HOME"], "p2pchat") : path.join(os.homedir(), ".local", "share", "p2pchat")
+
+const nonEmpty = (s: string | undefined): string | undefined => (s === undefined || s === "" ? undefined : s)
+
+/** Flags, then environment, then defaults. Throws UsageError; see `resolveConfig`. */
+const resolve = (raw: RawOptions, env: NodeJS.ProcessEnv): NodeConfig => {
+  const name = raw.name ?? nonEmpty(env["P2PCHAT_NAME"])
+  if (name !== undefined) {
+    const problem = usernameProblem(name)
+    if (problem !== undefined) throw new UsageError({ message: `--name: ${problem}, got ${JSON.stringify(name)}` })
+  }
+  const udpPort = parsePort("--udp-port", raw.udpPort ?? nonEmpty(env["P2PCHAT_UDP_PORT"]) ?? "6000", true)
+  const tcpPort = parsePort("--tcp-port", raw.tcpPort ?? nonEmpty(env["P2PCHAT_TCP_PORT"]) ?? "6001", true)
+  const bind = raw.bind ?? nonEmpty(env["P2PCHAT_BIND"])
+  if (bind !== undefined && !IPV4.test(bind)) {
+    throw new UsageError({ message: `--bind: expected an IPv4 address of this host, got '${bind}'` })
+  }
+  const targetTexts = raw.targets !== undefined && raw.targets.length > 0
+    ? raw.targets
+    : (nonEmpty(env["P2PCHAT_TARGETS"])?.split(",").filter((t) => t.trim() !== "") ?? [])
+  const targets = targetTexts.map((t) => parseTarget(t, udpPort === 0 ? 6000 : udpPort))
+  const announceEveryMs = duration("--announce-every", raw.announceEvery, 8_000)
+  const awayAfterMs = duration("--away-after", raw.awayAfter, 10_000)
+  const expireAfterMs = duration("--expire-after", raw.expireAfter, 15 * 60_000)
+  if (expireAfterMs <= awayAfterMs) {
+    throw new UsageError({ message: `--expire-after (${expireAfterMs} ms) must be longer than --away-after (${awayAfterMs} ms)` })
+  }
+  const logLevel = (raw.logLevel ?? nonEmpty(env["P2PCHAT_LOG_LEVEL"]) ?? "info").toLowerCase()
+  if (!LOG_LEVELS.includes(logLevel as LogLevel)) {
+    throw new UsageError({ message: `--log-level: expected one of ${LOG_LEVELS.join(", ")}, got '${logLevel}'` })
+  }
+  return {
+    name,
+    dataDir: path.resolve(raw.dataDir ?? nonEmpty(env["P2PCHAT_DATA_DIR"]) ?? defaultDataDir(env)),
+    udpPort,
+    tcpPort,
+    bind,
+    targets,
+    announceEveryMs,
+    awayAfterMs,
+    expireAfterMs,
+    json: raw.json ?? false,
+    logLevel: logLevel as LogLevel,
+    maxPeers: 10_000
+  }
+}
+
+export const resolveConfig = (raw: RawOptions, env: NodeJS.ProcessEnv = process.env): NodeConfig | UsageError => {
+  try {
+    return resolve(raw, env)
+  } catch (e) {
+    if (e instanceof UsageError) return e
+    throw e
+  }
+}
+
+export const configLayer = (config: NodeConfig): Layer.Layer<Config> => Layer.succeed(Config, config)
+
+/** A configuration for tests and benchmarks: loopback, OS-chosen ports, short timers. */
+export const testConfig = (overrides: Partial<NodeConfig> & { readonly dataDir: string }): NodeConfig => ({
+  name: "tester",
+  udpPort: 0,
+  tcpPort: 0,
+  bind: "127.0.0.1",
+  targets: [],
+  announceEveryMs: 8_000,
+  awayAfterMs: 10_000,
+  expireAfterMs: 15 * 60_000,
+  json: false,
+  logLevel: "none",
+  maxPeers: 10_000,
+  ...overrides
+})

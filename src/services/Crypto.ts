@@ -1,0 +1,78 @@
+/**
+ * Keys and ciphers: the node's long-term identity (an X25519 key pair made on first
+ * start, kept in the data dir readable by its owner only, announced as `id`), and the
+ * fingerprints people compare aloud.
+ */
+import { Context, Data, Effect, Layer } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fingerprint } from "../domain/Fingerprint.ts"
+import { generateKeyPair, type KeyPair, publicKeyOf } from "../domain/Noise.ts"
+import { Config } from "./Config.ts"
+
+export class CryptoError extends Data.TaggedError("CryptoError")<{ readonly message: string }> {}
+
+export interface Identity {
+  readonly keyPair: KeyPair
+  /** The public key, base64url without padding, as announced. */
+  readonly id: string
+  readonly fingerprint: string
+}
+
+export class Crypto extends Context.Service<Crypto, {
+  readonly identity: Identity
+}>()("p2pchat/Crypto") {}
+
+export const IDENTITY_FILE = "identity.key"
+
+export const keyId = (publicKey: Uint8Array): string => Buffer.from(publicKey).toString("base64url")
+
+export const idToKey = (id: string): Uint8Array => new Uint8Array(Buffer.from(id, "base64url"))
+
+/** Reads the identity key, or makes one (mode 0600, never overwriting an existing file). */
+export const loadOrCreateIdentity = (dataDir: string): Effect.Effect<Identity, CryptoError> =>
+  Effect.try({
+    try: () => {
+      const file = path.join(dataDir, IDENTITY_FILE)
+      fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+      let privateKey: Uint8Array
+      if (fs.existsSync(file)) {
+        const bytes = fs.readFileSync(file)
+        if (bytes.length !== 32) {
+          throw new CryptoError({
+            message: `identity key ${file} is damaged (${bytes.length} bytes, expected 32); ` +
+              `restore it from a backup, or move it away to make a new identity (peers will see a changed key)`
+          })
+        }
+        if ((fs.statSync(file).mode & 0o077) !== 0) fs.chmodSync(file, 0o600)
+        privateKey = new Uint8Array(bytes)
+      } else {
+        privateKey = generateKeyPair().privateKey
+        // Write beside, then link into place: a crash never leaves half a key, and a
+        // key made meanwhile by another process is kept (link fails if the name exists).
+        const tmp = `${file}.${process.pid}.tmp`
+        fs.writeFileSync(tmp, privateKey, { mode: 0o600, flag: "w" })
+        try {
+          fs.linkSync(tmp, file)
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e
+          privateKey = new Uint8Array(fs.readFileSync(file))
+        } finally {
+          fs.rmSync(tmp, { force: true })
+        }
+      }
+      const publicKey = publicKeyOf(privateKey)
+      return { keyPair: { publicKey, privateKey }, id: keyId(publicKey), fingerprint: fingerprint(publicKey) }
+    },
+    catch: (e) =>
+      e instanceof CryptoError ? e : new CryptoError({ message: `cannot read or create the identity key in ${dataDir}: ${(e as Error).message}` })
+  })
+
+export const cryptoLayer: Layer.Layer<Crypto, CryptoError, Config> = Layer.effect(
+  Crypto,
+  Effect.gen(function*() {
+    const config = yield* Config
+    const identity = yield* loadOrCreateIdentity(config.dataDir)
+    return { identity }
+  })
+)

@@ -1,0 +1,79 @@
+/**
+ * Listens on the presence port, decodes each datagram with the Schema, ignores its own,
+ * drops and counts bad ones (never stopping), and feeds the registry.
+ */
+import { Clock, Context, Effect, Layer, Stream } from "effect"
+import { Result } from "effect"
+import { decodePresence } from "../domain/Presence.ts"
+import { Crypto } from "./Crypto.ts"
+import { PeerRegistry } from "./PeerRegistry.ts"
+import { PresenceSocket, type Received } from "./PresenceSocket.ts"
+
+export interface DiscoveryStats {
+  readonly received: number
+  readonly accepted: number
+  readonly own: number
+  readonly rejected: number
+  readonly rejectedByReason: Readonly<Record<string, number>>
+}
+
+export class Discovery extends Context.Service<Discovery, {
+  readonly stats: Effect.Effect<DiscoveryStats>
+}>()("p2pchat/Discovery") {}
+
+/** The first words of a rejection reason, so that counts group alike rejections. */
+const reasonClass = (reason: string) => reason.split(":")[0]!
+
+export const discoveryLayer: Layer.Layer<Discovery, never, PresenceSocket | PeerRegistry | Crypto> = Layer.effect(
+  Discovery,
+  Effect.gen(function*() {
+    const socket = yield* PresenceSocket
+    const registry = yield* PeerRegistry
+    const ownId = (yield* Crypto).identity.id
+    let received = 0
+    let accepted = 0
+    let own = 0
+    let rejected = 0
+    const rejectedByReason: Record<string, number> = {}
+    // Log a bad sender at most once a second, with how many were not logged meanwhile.
+    const lastLogged = new Map<string, { at: number; suppressed: number }>()
+
+    const reject = (d: Received, reason: string) =>
+      Effect.gen(function*() {
+        rejected++
+        const cls = reasonClass(reason)
+        rejectedByReason[cls] = (rejectedByReason[cls] ?? 0) + 1
+        const now = yield* Clock.currentTimeMillis
+        const seen = lastLogged.get(d.address)
+        if (seen !== undefined && now - seen.at < 1000) {
+          seen.suppressed++
+          return
+        }
+        if (lastLogged.size > 1024) lastLogged.clear()
+        lastLogged.set(d.address, { at: now, suppressed: 0 })
+        const more = seen !== undefined && seen.suppressed > 0 ? ` (${seen.suppressed} more from it not shown)` : ""
+        yield* Effect.logWarning(`discovery: dropped datagram from ${d.address}:${d.port}: ${reason}${more}`)
+      })
+
+    const handle = (d: Received) =>
+      Effect.gen(function*() {
+        received++
+        const decoded = decodePresence(d.payload)
+        if (Result.isFailure(decoded)) return yield* reject(d, decoded.failure)
+        const datagram = decoded.success
+        if (datagram.value.id === ownId) {
+          own++
+          return
+        }
+        accepted++
+        if (datagram._tag === "Announcement") yield* registry.heard(datagram.value, d.address, d.port)
+        else yield* registry.bye(datagram.value, d.address)
+      })
+
+    yield* Effect.forkScoped(Stream.runForEach(socket.received, handle))
+
+    return {
+      stats: Effect.sync(() => ({ received, accepted, own, rejected, rejectedByReason: { ...rejectedByReason } }))
+    }
+  })
+)

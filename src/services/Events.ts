@@ -1,0 +1,42 @@
+/**
+ * What a user interface shows: peers coming and going, messages, deliveries, warnings.
+ * One PubSub; the console and `--json` renderers subscribe to it (CLI.md "JSON shapes").
+ */
+import { Context, Effect, Layer, PubSub, type Scope, Stream } from "effect"
+
+export type PeerStatusEvent = "online" | "away" | "expired" | "left"
+
+export type UiEvent =
+  | {
+    readonly event: "peer"
+    readonly username: string
+    readonly address: string
+    readonly port: number
+    readonly status: PeerStatusEvent
+    readonly proto: "classic" | "p2pchat/1"
+    readonly fingerprint: string | null
+  }
+  | { readonly event: "message"; readonly id: string; readonly from: string; readonly text: string; readonly mode: string; readonly at: string }
+  | { readonly event: "delivered"; readonly id: string; readonly to: string }
+  | { readonly event: "warning"; readonly message: string }
+  | { readonly event: "error"; readonly message: string }
+  | { readonly event: "info"; readonly message: string }
+
+export class Events extends Context.Service<Events, {
+  readonly publish: (event: UiEvent) => Effect.Effect<void>
+  /** Events from the moment of subscription; run it in a scope before publishing. */
+  readonly subscribe: Effect.Effect<Stream.Stream<UiEvent>, never, Scope.Scope>
+}>()("p2pchat/Events") {}
+
+export const eventsLayer: Layer.Layer<Events> = Layer.effect(
+  Events,
+  Effect.gen(function*() {
+    // Sliding: a slow or absent reader must never stall the node or grow memory.
+    const hub = yield* PubSub.sliding<UiEvent>(4096)
+    yield* Effect.addFinalizer(() => PubSub.shutdown(hub))
+    return {
+      publish: (event) => PubSub.publish(hub, event).pipe(Effect.asVoid),
+      subscribe: Effect.map(PubSub.subscribe(hub), (sub) => Stream.fromSubscription(sub))
+    }
+  })
+)

@@ -1,0 +1,201 @@
+/**
+ * History: messages sent and received, their delivery state, and pinned peer keys, kept in
+ * the node's Store. Peers and usernames are stored exactly as the caller gives them; callers
+ * lower-case usernames so that comparisons are case-insensitive.
+ */
+import type Database from "better-sqlite3"
+import { Context, Data, Effect, Layer, Option } from "effect"
+import { Store } from "./Store.ts"
+
+export type Mode = "plain" | "classic-3des" | "noise"
+export type Direction = "sent" | "received"
+/** `sent` is the final state of a message to a classic peer, which sends no acks. */
+export type MessageState = "pending" | "delivered" | "sent" | "received"
+
+/** One message, exactly the `history --json` shape of CLI.md. */
+export interface HistoryEntry {
+  readonly id: string
+  readonly peer: string
+  readonly direction: Direction
+  readonly text: string
+  /** ISO 8601 */
+  readonly at: string
+  readonly mode: Mode
+  readonly state: MessageState
+}
+
+export interface Pin {
+  readonly username: string
+  readonly publicKey: Uint8Array
+  /** ISO 8601 */
+  readonly pinnedAt: string
+}
+
+export interface NewMessage {
+  readonly id: string
+  readonly peer: string
+  readonly text: string
+  readonly at: Date
+  readonly mode: Mode
+}
+
+export class HistoryError extends Data.TaggedError("HistoryError")<{ readonly message: string }> {}
+
+export interface HistoryShape {
+  /** Stores an outgoing message as `pending`, before it is sent. */
+  readonly recordSent: (m: NewMessage) => Effect.Effect<void, HistoryError>
+  /**
+   * Moves an outgoing message forward; true when its state changed. A `delivered` message
+   * never goes back, so a late `sent` or a repeated ack returns false.
+   */
+  readonly setState: (id: string, peer: string, state: "delivered" | "sent") => Effect.Effect<boolean, HistoryError>
+  /** Stores an incoming message once: true when new, false for an id already received from that peer. */
+  readonly recordReceived: (m: NewMessage) => Effect.Effect<boolean, HistoryError>
+  /**
+   * Messages with `peer` (all peers when undefined) in the order this node stored them.
+   * With `limit`, the last `limit` of them, still oldest first.
+   */
+  readonly conversation: (
+    peer?: string,
+    opts?: { readonly limit?: number }
+  ) => Effect.Effect<ReadonlyArray<HistoryEntry>, HistoryError>
+  /** Outgoing messages still waiting for an ack, oldest first. */
+  readonly pendingFor: (peer?: string) => Effect.Effect<ReadonlyArray<HistoryEntry>, HistoryError>
+  readonly getPin: (username: string) => Effect.Effect<Option.Option<Uint8Array>, HistoryError>
+  /** Pins (or replaces, for `trust`) the public key of a peer. */
+  readonly setPin: (username: string, key: Uint8Array, at: Date) => Effect.Effect<void, HistoryError>
+  readonly pins: () => Effect.Effect<ReadonlyArray<Pin>, HistoryError>
+}
+
+export class History extends Context.Service<History, HistoryShape>()("p2pchat/History") {}
+
+const COLUMNS = "id, peer, direction, text, at, mode, state"
+
+interface MessageRow {
+  readonly id: string
+  readonly peer: string
+  readonly direction: Direction
+  readonly text: string
+  readonly at: string
+  readonly mode: Mode
+  readonly state: MessageState
+}
+
+interface PinRow {
+  readonly username: string
+  readonly public_key: Buffer
+  readonly pinned_at: string
+}
+
+const errorMessage = (e: unknown): string => (e instanceof Error ? e.message : String(e))
+
+/** Runs a synchronous database call; any throw (disk full, read-only, busy...) becomes a HistoryError. */
+const attempt = <A>(what: string, f: () => A): Effect.Effect<A, HistoryError> =>
+  Effect.try({ try: f, catch: (e) => new HistoryError({ message: `${what}: ${errorMessage(e)}` }) })
+
+/** A copy: Buffers handed out by better-sqlite3 may share a pooled ArrayBuffer. */
+const toBytes = (b: Uint8Array): Uint8Array => new Uint8Array(b)
+const toBuffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength)
+
+const makeHistory = (db: Database.Database): HistoryShape => {
+  // Every statement is prepared once, here; calls only bind and run.
+  const insertSent = db.prepare<{ id: string; peer: string; text: string; at: string; mode: Mode }>(
+    `INSERT INTO messages (id, peer, direction, text, at, mode, state)
+     VALUES (@id, @peer, 'sent', @text, @at, @mode, 'pending')`
+  )
+  const updateState = db.prepare<{ id: string; peer: string; state: "delivered" | "sent" }>(
+    `UPDATE messages SET state = @state
+     WHERE peer = @peer AND direction = 'sent' AND id = @id
+       AND state <> 'delivered' AND state <> @state`
+  )
+  // ON CONFLICT, not INSERT OR IGNORE: OR IGNORE would also swallow CHECK violations
+  const insertReceived = db.prepare<{ id: string; peer: string; text: string; at: string; mode: Mode }>(
+    `INSERT INTO messages (id, peer, direction, text, at, mode, state)
+     VALUES (@id, @peer, 'received', @text, @at, @mode, 'received')
+     ON CONFLICT (peer, direction, id) DO NOTHING`
+  )
+  const selectAll = db.prepare<[], MessageRow>(`SELECT ${COLUMNS} FROM messages ORDER BY seq`)
+  const selectAllLast = db.prepare<{ limit: number }, MessageRow>(
+    `SELECT ${COLUMNS} FROM (SELECT seq, ${COLUMNS} FROM messages ORDER BY seq DESC LIMIT @limit) ORDER BY seq`
+  )
+  const selectPeer = db.prepare<{ peer: string }, MessageRow>(
+    `SELECT ${COLUMNS} FROM messages WHERE peer = @peer ORDER BY seq`
+  )
+  const selectPeerLast = db.prepare<{ peer: string; limit: number }, MessageRow>(
+    `SELECT ${COLUMNS} FROM (SELECT seq, ${COLUMNS} FROM messages WHERE peer = @peer ORDER BY seq DESC LIMIT @limit)
+     ORDER BY seq`
+  )
+  const selectPendingAll = db.prepare<[], MessageRow>(
+    `SELECT ${COLUMNS} FROM messages WHERE direction = 'sent' AND state = 'pending' ORDER BY seq`
+  )
+  const selectPendingPeer = db.prepare<{ peer: string }, MessageRow>(
+    `SELECT ${COLUMNS} FROM messages WHERE peer = @peer AND direction = 'sent' AND state = 'pending' ORDER BY seq`
+  )
+  const selectPin = db.prepare<{ username: string }, Pick<PinRow, "public_key">>(
+    `SELECT public_key FROM pins WHERE username = @username`
+  )
+  const upsertPin = db.prepare<{ username: string; key: Buffer; at: string }>(
+    `INSERT INTO pins (username, public_key, pinned_at) VALUES (@username, @key, @at)
+     ON CONFLICT (username) DO UPDATE SET public_key = excluded.public_key, pinned_at = excluded.pinned_at`
+  )
+  const selectPins = db.prepare<[], PinRow>(`SELECT username, public_key, pinned_at FROM pins ORDER BY username`)
+
+  const bindMessage = (m: NewMessage) => ({
+    id: m.id,
+    peer: m.peer,
+    text: m.text,
+    // toISOString throws on an invalid Date: caught by attempt, reported as a HistoryError
+    at: m.at.toISOString(),
+    mode: m.mode
+  })
+
+  return {
+    recordSent: (m) =>
+      attempt("could not store message", () => {
+        insertSent.run(bindMessage(m))
+      }),
+    setState: (id, peer, state) =>
+      attempt("could not store message state", () => updateState.run({ id, peer, state }).changes > 0),
+    recordReceived: (m) =>
+      attempt("could not store message", () => insertReceived.run(bindMessage(m)).changes > 0),
+    conversation: (peer, opts) =>
+      attempt("could not read history", (): ReadonlyArray<HistoryEntry> => {
+        const limit = opts?.limit
+        if (limit === undefined) {
+          return peer === undefined ? selectAll.all() : selectPeer.all({ peer })
+        }
+        const n = Number.isFinite(limit) ? Math.max(0, Math.floor(limit)) : -1 // -1: no limit
+        return peer === undefined ? selectAllLast.all({ limit: n }) : selectPeerLast.all({ peer, limit: n })
+      }),
+    pendingFor: (peer) =>
+      attempt(
+        "could not read pending messages",
+        (): ReadonlyArray<HistoryEntry> => peer === undefined ? selectPendingAll.all() : selectPendingPeer.all({ peer })
+      ),
+    getPin: (username) =>
+      attempt("could not read pinned key", () => {
+        const row = selectPin.get({ username })
+        return row === undefined ? Option.none() : Option.some(toBytes(row.public_key))
+      }),
+    setPin: (username, key, at) =>
+      attempt(`could not store pinned key of ${username}`, () => {
+        upsertPin.run({ username, key: toBuffer(key), at: at.toISOString() })
+      }),
+    pins: () =>
+      attempt("could not read pinned keys", (): ReadonlyArray<Pin> =>
+        selectPins.all().map((r) => ({
+          username: r.username,
+          publicKey: toBytes(r.public_key),
+          pinnedAt: r.pinned_at
+        })))
+  }
+}
+
+export const historyLayer: Layer.Layer<History, never, Store> = Layer.effect(
+  History,
+  Effect.gen(function*() {
+    const { db } = yield* Store
+    // a statement that does not prepare is a bug in this file, not a runtime condition
+    return yield* Effect.sync(() => makeHistory(db))
+  })
+)

@@ -1,0 +1,40 @@
+/**
+ * Renders what the node shows: each UI event as one human line, or as one JSON line
+ * with `--json` (CLI.md "JSON shapes").
+ */
+import type { UiEvent } from "../services/Events.ts"
+
+const clean = (s: string) => s.replace(/[\u0000-\u001f\u007f-\u009f]/g, "\uFFFD")
+
+export const textLine = (e: UiEvent): string => {
+  switch (e.event) {
+    case "peer": {
+      const who = `${clean(e.username)} (${e.address}${e.proto === "classic" ? ", classic" : ""})`
+      switch (e.status) {
+        case "online":
+          return `* ${who} is online`
+        case "away":
+          return `* ${who} is away`
+        case "expired":
+          return `* ${who} has not been heard for a long time and was removed`
+        case "left":
+          return `* ${who} left`
+      }
+      break
+    }
+    case "message":
+      return `[${e.at.slice(11, 19)}] ${clean(e.from)}${e.mode === "classic-3des" ? " (classic, not secure)" : e.mode === "plain" ? " (unencrypted)" : ""}: ${clean(e.text)}`
+    case "delivered":
+      return `  delivered to ${clean(e.to)}`
+    case "warning":
+      return `! ${e.message}`
+    case "error":
+      return `error: ${e.message}`
+    case "info":
+      return e.message
+  }
+}
+
+export const jsonLine = (e: UiEvent): string => JSON.stringify(e)
+
+export const render = (json: boolean) => (e: UiEvent): string => (json ? jsonLine(e) : textLine(e))
