@@ -1,13 +1,14 @@
 /**
  * Keys and ciphers: the node's long-term identity (an X25519 key pair made on first
- * start, kept in the data dir readable by its owner only, announced as `id`), and the
- * fingerprints people compare aloud.
+ * start, kept in the data dir readable by its owner only, announced as `id`), the
+ * fingerprints people compare aloud, and Noise XX handshakes under that identity.
  */
 import { Context, Data, Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fingerprint } from "../domain/Fingerprint.ts"
-import { generateKeyPair, type KeyPair, publicKeyOf } from "../domain/Noise.ts"
+import { createHandshake, generateKeyPair, type Handshake, type KeyPair, publicKeyOf } from "../domain/Noise.ts"
+import { PROTO } from "../domain/Presence.ts"
 import { Config } from "./Config.ts"
 
 export class CryptoError extends Data.TaggedError("CryptoError")<{ readonly message: string }> {}
@@ -19,9 +20,19 @@ export interface Identity {
   readonly fingerprint: string
 }
 
-export class Crypto extends Context.Service<Crypto, {
+export interface CryptoShape {
   readonly identity: Identity
-}>()("p2pchat/Crypto") {}
+  /**
+   * A fresh Noise_XX_25519_ChaChaPoly_SHA256 handshake with prologue `p2pchat/1`, this
+   * node's static key and a new ephemeral key. One per session; never reuse it.
+   */
+  readonly handshake: (initiator: boolean) => Effect.Effect<Handshake, CryptoError>
+}
+
+export class Crypto extends Context.Service<Crypto, CryptoShape>()("p2pchat/Crypto") {}
+
+/** The Noise prologue of p2pchat/1: both ends must use it or the handshake fails. */
+export const PROLOGUE: Uint8Array = new TextEncoder().encode(PROTO)
 
 export const IDENTITY_FILE = "identity.key"
 
@@ -68,11 +79,37 @@ export const loadOrCreateIdentity = (dataDir: string): Effect.Effect<Identity, C
       e instanceof CryptoError ? e : new CryptoError({ message: `cannot read or create the identity key in ${dataDir}: ${(e as Error).message}` })
   })
 
+/** The identity of a key pair; fails unless the public key belongs to the private key. */
+export const identityFromKeyPair = (keyPair: KeyPair): Effect.Effect<Identity, CryptoError> =>
+  Effect.try({
+    try: () => {
+      const publicKey = publicKeyOf(keyPair.privateKey)
+      if (Buffer.compare(Buffer.from(publicKey), Buffer.from(keyPair.publicKey)) !== 0) {
+        throw new CryptoError({ message: "the public key of the key pair does not belong to its private key" })
+      }
+      return { keyPair: { publicKey, privateKey: keyPair.privateKey }, id: keyId(publicKey), fingerprint: fingerprint(publicKey) }
+    },
+    catch: (e) => e instanceof CryptoError ? e : new CryptoError({ message: `not a usable X25519 key pair: ${(e as Error).message}` })
+  })
+
+/** The Crypto service of an identity. */
+export const makeCrypto = (identity: Identity): CryptoShape => ({
+  identity,
+  handshake: (initiator) =>
+    Effect.try({
+      try: () => createHandshake({ initiator, prologue: PROLOGUE, staticKey: identity.keyPair }),
+      catch: (e) => new CryptoError({ message: `cannot start a Noise handshake: ${(e as Error).message}` })
+    })
+})
+
 export const cryptoLayer: Layer.Layer<Crypto, CryptoError, Config> = Layer.effect(
   Crypto,
   Effect.gen(function*() {
     const config = yield* Config
-    const identity = yield* loadOrCreateIdentity(config.dataDir)
-    return { identity }
+    return makeCrypto(yield* loadOrCreateIdentity(config.dataDir))
   })
 )
+
+/** Crypto with a given key pair instead of the data dir's (tests, benchmarks). */
+export const cryptoLayerFromKeyPair = (keyPair: KeyPair): Layer.Layer<Crypto, CryptoError> =>
+  Layer.effect(Crypto, Effect.map(identityFromKeyPair(keyPair), makeCrypto))
