@@ -4,16 +4,23 @@
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Effect, Layer, Option, Stream } from "effect"
-import { CliConfig, Command, Flag, GlobalFlag } from "effect/cli"
+import { Argument, CliConfig, Command, Flag, GlobalFlag } from "effect/cli"
 import * as readline from "node:readline/promises"
 import { usernameProblem } from "./domain/Presence.ts"
-import { announceRole, discoverRole, presenceRole, storeOf } from "./layers/Node.ts"
+import { announceRole, clientRole, discoverRole, nodeRole, respondRole, storeOf } from "./layers/Node.ts"
 import { type NodeConfig, type RawOptions, resolveConfig, UsageError } from "./services/Config.ts"
-import { loadOrCreateIdentity } from "./services/Crypto.ts"
+import { idToKey, loadOrCreateIdentity } from "./services/Crypto.ts"
+import { fingerprint } from "./domain/Fingerprint.ts"
+import { usernameKey } from "./domain/Presence.ts"
 import { Events } from "./services/Events.ts"
+import { History, historyLayer } from "./services/History.ts"
+import { Initiator, type SendMode } from "./services/Initiator.ts"
+import { PeerRegistry } from "./services/PeerRegistry.ts"
+import { trust as trustKey } from "./services/SecureSession.ts"
+import { runConsole } from "./ui/Console.ts"
 import { peerView, readSnapshot } from "./services/PeerSnapshot.ts"
 import { Store } from "./services/Store.ts"
-import { render } from "./ui/render.ts"
+import { historyLine, peerLine, render } from "./ui/render.ts"
 
 const VERSION = "0.1.0"
 
@@ -120,10 +127,7 @@ const peers = Command.make("peers", options, (p) =>
     }).pipe(Effect.provide(storeOf(config)))
     if (config.json) return yield* printLine(JSON.stringify(list.map(peerView)))
     if (list.length === 0) return yield* printLine("no peers known (is a node running with this data dir?)")
-    for (const peer of list) {
-      const v = peerView(peer)
-      yield* printLine(`${v.username.padEnd(20)} ${v.status.padEnd(7)} ${`${v.address}:${v.port}`.padEnd(22)} ${v.proto}`)
-    }
+    for (const peer of list) yield* printLine(peerLine(peerView(peer)))
   })).pipe(Command.withDescription("the peers known now, with status"))
 
 const whoami = Command.make("whoami", options, (p) =>
@@ -145,19 +149,88 @@ const whoami = Command.make("whoami", options, (p) =>
     yield* printLine(`ports:       UDP ${info.udpPort}, TCP ${info.tcpPort}`)
   })).pipe(Command.withDescription("your name, fingerprint, data dir and ports"))
 
+/** The whole node with the console; when input ends (no terminal), it keeps serving. */
 const runNode = (p: Parsed) =>
   Effect.gen(function*() {
     const config = yield* resolve(p).pipe(Effect.flatMap(withName))
-    yield* Effect.scoped(showEvents(config)).pipe(Effect.provide(presenceRole(config)))
+    yield* Effect.scoped(Effect.gen(function*() {
+      const end = yield* runConsole
+      if (end === "eof") yield* Effect.never
+    })).pipe(Effect.provide(nodeRole(config)))
   })
 
 const start = Command.make("start", options, runNode).pipe(
   Command.withDescription("the whole node: announcer, discovery, responder, initiator and the console (default)")
 )
 
+const respond = Command.make("respond", options, (p) =>
+  Effect.gen(function*() {
+    const config = yield* resolve(p)
+    yield* Effect.scoped(showEvents(config)).pipe(Effect.provide(respondRole(config)))
+  })).pipe(Command.withDescription("the responder alone; prints every message it receives (ChatResponder.py)"))
+
+const chat = Command.make("chat", options, (p) =>
+  Effect.gen(function*() {
+    const config = yield* resolve(p)
+    yield* Effect.scoped(runConsole).pipe(Effect.provide(clientRole(config)))
+  })).pipe(Command.withDescription("the console alone, using the peers and history in the data dir (ChatInitiator.py)"))
+
+const send = Command.make("send", {
+  ...options,
+  user: Argument.String("user").pipe(Argument.withDescription("who to send to")),
+  text: Argument.String("text").pipe(Argument.withDescription("the message"), Argument.atLeast(1)),
+  secure: Flag.Boolean("secure").pipe(Flag.withDescription("Noise session (default for p2pchat peers)"), Flag.withDefault(false)),
+  plain: Flag.Boolean("plain").pipe(Flag.withDescription("unencrypted"), Flag.withDefault(false)),
+  classic: Flag.Boolean("classic").pipe(Flag.withDescription("the classic 3DES dialect (NOT secure)"), Flag.withDefault(false))
+}, (p) =>
+  Effect.gen(function*() {
+    const config = yield* resolve(p).pipe(Effect.flatMap(withName))
+    const chosen = (["secure", "plain", "classic"] as const).filter((m) => p[m])
+    if (chosen.length > 1) return yield* new UsageError({ message: "choose one of --secure, --plain, --classic" })
+    const mode: SendMode | undefined = chosen[0]
+    const result = yield* Effect.gen(function*() {
+      const initiator = yield* Initiator
+      return yield* initiator.send(p.user, p.text.join(" "), mode)
+    }).pipe(Effect.scoped, Effect.provide(clientRole(config)))
+    if (config.json) yield* printLine(JSON.stringify(result))
+    else yield* printLine(result.state === "delivered" ? `delivered to ${result.peer}` : `sent to ${result.peer} (classic peers do not confirm delivery)`)
+  })).pipe(Command.withDescription("send one message; exit 0 once delivered (acked), or sent to a classic peer"))
+
+const historyCommand = Command.make("history", {
+  ...options,
+  user: Argument.String("user").pipe(Argument.withDescription("whose conversation (all when omitted)"), Argument.optional)
+}, (p) =>
+  Effect.gen(function*() {
+    const config = yield* resolve(p)
+    const user = Option.getOrUndefined(p.user)
+    const entries = yield* Effect.gen(function*() {
+      return yield* (yield* History).conversation(user === undefined ? undefined : usernameKey(user))
+    }).pipe(Effect.provide(historyLayer.pipe(Layer.provide(storeOf(config)))))
+    if (config.json) return yield* printLine(JSON.stringify(entries))
+    if (entries.length === 0) return yield* printLine("no messages")
+    for (const h of entries) yield* printLine(historyLine(h))
+  })).pipe(Command.withDescription("the conversation with USER, or all"))
+
+const trust = Command.make("trust", {
+  ...options,
+  user: Argument.String("user").pipe(Argument.withDescription("whose announced key to accept"))
+}, (p) =>
+  Effect.gen(function*() {
+    const config = yield* resolve(p)
+    yield* Effect.gen(function*() {
+      const peer = yield* (yield* PeerRegistry).lookup(p.user)
+      const id = Option.isSome(peer) ? peer.value.id : undefined
+      if (id === undefined) {
+        return yield* Effect.fail({ message: `${p.user} is not announcing a key now; run trust while the peer is online` })
+      }
+      yield* trustKey(usernameKey(p.user), idToKey(id))
+      yield* printLine(`trusted ${p.user}'s key: ${fingerprint(idToKey(id))}`)
+    }).pipe(Effect.scoped, Effect.provide(clientRole(config)))
+  })).pipe(Command.withDescription("accept a peer's changed key after checking its fingerprint"))
+
 const root = Command.make("p2pchat", options, runNode).pipe(
   Command.withDescription("serverless chat for your LAN"),
-  Command.withSubcommands([start, announce, discover, peers, whoami])
+  Command.withSubcommands([start, announce, discover, respond, chat, peers, send, historyCommand, whoami, trust])
 )
 
 const errorMessage = (e: unknown): string =>

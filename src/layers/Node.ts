@@ -9,9 +9,11 @@ import { cryptoLayer } from "../services/Crypto.ts"
 import { discoveryLayer } from "../services/Discovery.ts"
 import { eventsLayer } from "../services/Events.ts"
 import { historyLayer } from "../services/History.ts"
+import { initiatorLayer } from "../services/Initiator.ts"
 import { peerRegistryLayer, registryEventsLayer } from "../services/PeerRegistry.ts"
-import { peerSnapshotLayer } from "../services/PeerSnapshot.ts"
+import { peerSnapshotLayer, snapshotRegistryLayer } from "../services/PeerSnapshot.ts"
 import { presenceSocketLayer } from "../services/PresenceSocket.ts"
+import { responderLayer } from "../services/Responder.ts"
 import { type Store, type StoreError, storeLayer } from "../services/Store.ts"
 
 const EFFECT_LEVEL: Record<LogLevel, "Debug" | "Info" | "Warn" | "Error" | "None"> = {
@@ -66,6 +68,38 @@ export const presenceRole = (config: NodeConfig) =>
   Layer.mergeAll(announcerLayer, discoveryLayer, peerSnapshotLayer, registryEventsLayer).pipe(
     Layer.provideMerge(peerRegistryLayer),
     Layer.provideMerge(presenceSocketLayer),
+    Layer.provideMerge(cryptoLayer),
+    Layer.provideMerge(historyLayer),
+    Layer.provideMerge(storeOf(config)),
+    Layer.provideMerge(baseLayer(config))
+  )
+
+/** `p2pchat [start]`: the whole node: presence both ways, responder and initiator. */
+export const nodeRole = (config: NodeConfig) =>
+  Layer.mergeAll(responderLayer, initiatorLayer).pipe(Layer.provideMerge(presenceRole(config)))
+
+/**
+ * `p2pchat respond`: the responder alone (ChatResponder.py), with discovery listening so
+ * that classic senders, which send no name, are named from the registry. It does not
+ * announce, and it does not write the peer snapshot (a `discover` beside it may).
+ */
+export const respondRole = (config: NodeConfig) =>
+  Layer.mergeAll(responderLayer, discoveryLayer).pipe(
+    Layer.provideMerge(peerRegistryLayer),
+    Layer.provideMerge(presenceSocketLayer),
+    Layer.provideMerge(cryptoLayer),
+    Layer.provideMerge(historyLayer),
+    Layer.provideMerge(storeOf(config)),
+    Layer.provideMerge(baseLayer(config))
+  )
+
+/**
+ * `p2pchat send` and `p2pchat chat`, run beside a node that owns the ports: the initiator
+ * with the data dir's history and the peers that node saved (read-only). Opens no port.
+ */
+export const clientRole = (config: NodeConfig) =>
+  initiatorLayer.pipe(
+    Layer.provideMerge(snapshotRegistryLayer),
     Layer.provideMerge(cryptoLayer),
     Layer.provideMerge(historyLayer),
     Layer.provideMerge(storeOf(config)),

@@ -3,10 +3,12 @@
  * table of the node's database (as the original saved discovered.json), so that
  * `p2pchat peers`, `chat` and `send` in another process know who is there.
  */
-import { Effect, Layer, Schedule } from "effect"
+import { Clock, Effect, Layer, Option, Schedule, Stream } from "effect"
 import { fingerprintOfId } from "../domain/Fingerprint.ts"
 import { livenessAt, type Peer, type PeerStatus, type Proto, type Timers } from "../domain/Peer.ts"
-import { PeerRegistry } from "./PeerRegistry.ts"
+import { usernameKey } from "../domain/Presence.ts"
+import { Config } from "./Config.ts"
+import { PeerRegistry, type RegistryChange } from "./PeerRegistry.ts"
 import { Store } from "./Store.ts"
 
 /** One row of `peers --json` (CLI.md). */
@@ -133,5 +135,76 @@ export const peerSnapshotLayer: Layer.Layer<never, never, PeerRegistry | Store> 
     // A quarter of a second behind the registry at most; only changed rows are written.
     yield* Effect.forkScoped(flush.pipe(Effect.repeat(Schedule.spaced("250 millis"))))
     yield* Effect.addFinalizer(() => flush)
+  })
+)
+
+/** How often a snapshot registry looks at the table for its stream of changes. */
+export const SNAPSHOT_POLL_MS = 1000
+
+/** What changed between two readings of the snapshot, as the live registry would say it. */
+export const snapshotChanges = (
+  before: ReadonlyMap<string, Peer>,
+  after: ReadonlyMap<string, Peer>
+): ReadonlyArray<RegistryChange> => {
+  const out: Array<RegistryChange> = []
+  for (const [key, peer] of after) {
+    const old = before.get(key)
+    if (old === undefined) {
+      out.push({ _tag: "Appeared", peer })
+      continue
+    }
+    if (old.address !== peer.address || old.port !== peer.port) {
+      out.push({ _tag: "Moved", peer, from: `${old.address}:${old.port}` })
+    }
+    if (old.status !== peer.status) out.push({ _tag: "StatusChanged", peer })
+  }
+  for (const [key, peer] of before) if (!after.has(key)) out.push({ _tag: "Expired", peer })
+  return out
+}
+
+/**
+ * A read-only PeerRegistry backed by the snapshot another process (the node that owns the
+ * ports) keeps in the data dir: for `send` and `chat` run beside it. Every lookup reads the
+ * table, so it is as fresh as that node's last flush; `heard` and `bye` do nothing (this
+ * process hears no presence). Its changes come from polling the table once a second.
+ */
+export const snapshotRegistryLayer: Layer.Layer<PeerRegistry, never, Store | Config> = Layer.effect(
+  PeerRegistry,
+  Effect.gen(function*() {
+    const store = yield* Store
+    const config = yield* Config
+    const timers: Timers = { awayAfterMs: config.awayAfterMs, expireAfterMs: config.expireAfterMs }
+    const read = Effect.gen(function*() {
+      const now = new Date(yield* Clock.currentTimeMillis)
+      return yield* Effect.try(() => readSnapshot(store, timers, now)).pipe(
+        Effect.catch((e) =>
+          Effect.as(Effect.logWarning(`registry: cannot read the saved peers: ${String(e.cause ?? e)}`), [] as ReadonlyArray<Peer>)
+        )
+      )
+    })
+    const byKey = (peers: ReadonlyArray<Peer>) => new Map(peers.map((p) => [p.key, p] as const))
+    return {
+      heard: () => Effect.succeed("known" as const),
+      bye: () => Effect.succeed(false),
+      list: read,
+      lookup: (username) =>
+        Effect.map(read, (peers) => Option.fromNullishOr(peers.find((p) => p.key === usernameKey(username)))),
+      lookupByAddress: (address) => Effect.map(read, (peers) => Option.fromNullishOr(peers.find((p) => p.address === address))),
+      stats: Effect.map(read, (peers) => ({ peers: peers.length, rejectedFull: 0, conflicts: 0 })),
+      changes: Effect.map(read, (initial) => {
+        let last = byKey(initial)
+        return Stream.tick(`${SNAPSHOT_POLL_MS} millis`).pipe(
+          Stream.mapEffect(() =>
+            Effect.map(read, (peers) => {
+              const now = byKey(peers)
+              const changes = snapshotChanges(last, now)
+              last = now
+              return changes
+            })
+          ),
+          Stream.flattenIterable
+        )
+      })
+    }
   })
 )

@@ -3,6 +3,8 @@
  * with `--json` (CLI.md "JSON shapes").
  */
 import type { UiEvent } from "../services/Events.ts"
+import type { HistoryEntry } from "../services/History.ts"
+import type { PeerView } from "../services/PeerSnapshot.ts"
 
 const clean = (s: string) => s.replace(/[\u0000-\u001f\u007f-\u009f]/g, "\uFFFD")
 
@@ -38,3 +40,17 @@ export const textLine = (e: UiEvent): string => {
 export const jsonLine = (e: UiEvent): string => JSON.stringify(e)
 
 export const render = (json: boolean) => (e: UiEvent): string => (json ? jsonLine(e) : textLine(e))
+
+/** One history entry as a line of a conversation. */
+export const historyLine = (h: HistoryEntry): string => {
+  const when = h.at.replace("T", " ").slice(0, 19)
+  const mode = h.mode === "noise" ? "" : h.mode === "plain" ? " [unencrypted]" : " [classic, not secure]"
+  return h.direction === "sent"
+    ? `[${when}] me -> ${clean(h.peer)}: ${clean(h.text)} (${h.state})${mode}`
+    : `[${when}] ${clean(h.peer)}: ${clean(h.text)}${mode}`
+}
+
+/** One peer as a line of `users` / `peers`. */
+export const peerLine = (p: PeerView): string =>
+  `${clean(p.username).padEnd(20)} ${p.status.padEnd(7)} ${`${p.address}:${p.port}`.padEnd(22)} ${p.proto}` +
+  (p.conflict !== undefined ? "  (name conflict!)" : "")

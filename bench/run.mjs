@@ -1,0 +1,479 @@
+// `npm run bench`: every figure of the performance issue, p2pchat and the baseline in the
+// same run, each the median of several runs, printed as a table.
+//
+//   node bench/run.mjs [--json FILE] [--quick] [--only name,name] [--keep]
+//
+// --quick is the smoke mode of test/integration/bench-smoke.test.ts: tiny counts, every
+// figure still produced. Loopback only: every node is started with --bind 127.0.0.1 and
+// ports chosen by the OS (0); every child process is killed at the end.
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { parseArgs } from "node:util"
+import { bundleDriver, ROOT } from "./lib/build.mjs"
+import { checkNoise } from "./lib/noise-check.mjs"
+import { freePort, killAllNow, rssMB, runJson, sleep, spawnTracked, stop, stopAll, waitFor, waitForPorts } from "./lib/proc.mjs"
+import { median, summary } from "./lib/stats.mjs"
+
+const { values: opt } = parseArgs({
+  options: {
+    json: { type: "string" },
+    quick: { type: "boolean", default: false },
+    only: { type: "string" },
+    keep: { type: "boolean", default: false }
+  }
+})
+const QUICK = opt.quick
+const ONLY = opt.only?.split(",")
+
+/** Sizes of every figure: the full run, and the smoke run (--quick). */
+const SIZE = QUICK
+  ? {
+    helpRuns: 2,
+    idleNodes: 1,
+    idleSettleMs: 1000,
+    registryRuns: 1,
+    registryCount: 300,
+    discoveryNodes: 2,
+    discoveryRuns: 1,
+    throughput: { seconds: 0.3, runs: 1, warmup: 3 },
+    latency: { count: 20, runs: 1 },
+    connections: { levels: "10,20", runs: 1 },
+    handshakes: { seconds: 0.3, runs: 1, concurrency: 2 }
+  }
+  : {
+    helpRuns: 10,
+    idleNodes: 3,
+    idleSettleMs: 4000,
+    registryRuns: 3,
+    registryCount: 10_000,
+    discoveryNodes: 5,
+    discoveryRuns: 5,
+    throughput: { seconds: 3, runs: 3, warmup: 100 },
+    latency: { count: 600, runs: 3 },
+    connections: { levels: "250,500,1000,2000", runs: 3 },
+    handshakes: { seconds: 3, runs: 3, concurrency: 16 }
+  }
+/** The whole run stays under 10 minutes: a figure that would start later is not measured. */
+const BUDGET_MS = QUICK ? 120_000 : 9 * 60_000
+
+const NODE = process.execPath
+const CLI = path.join(ROOT, "bin", "p2pchat.js")
+const BASELINE = path.join(ROOT, "bench", "baseline")
+const CLIENTS = path.join(ROOT, "bench", "clients")
+const TMP = fs.mkdtempSync(path.join(os.tmpdir(), "p2pchat-bench-"))
+const started = performance.now()
+let dirCount = 0
+const freshDir = (label) => path.join(TMP, `${label}-${++dirCount}`)
+const log = (text) => process.stderr.write(`bench: ${text}\n`)
+
+const cleanup = () => {
+  killAllNow()
+  if (!opt.keep) fs.rmSync(TMP, { recursive: true, force: true })
+}
+for (const sig of ["SIGINT", "SIGTERM"]) {
+  process.on(sig, () => {
+    cleanup()
+    process.exit(130)
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures and the table
+
+/**
+ * Every figure of the issue, in the order of its table. `lower`: lower is better. `goal`
+ * decides pass from the figure's value (and ratio).
+ */
+const FIGURES = [
+  { name: "secure-throughput", unit: "msg/s", goal: "ratio >= 0.5", pass: (v, r) => r !== null && r >= 0.5 },
+  { name: "plain-throughput", unit: "msg/s", goal: "ratio >= 0.5", pass: (v, r) => r !== null && r >= 0.5 },
+  { name: "ack-latency-p99", unit: "ms", goal: "< 5 ms", pass: (v) => v < 5 },
+  { name: "concurrent-connections", unit: "connections", goal: ">= 1000", pass: (v) => v >= 1000 },
+  { name: "handshakes-per-second", unit: "handshakes/s", goal: ">= 500", pass: (v) => v >= 500 },
+  { name: "registry-10k-memory", unit: "MB", goal: "< 50", pass: (v) => v < 50 },
+  { name: "discovery-latency", unit: "ms", goal: "< 1000", pass: (v) => v < 1000 },
+  { name: "cold-start-help", unit: "ms", goal: "< 200", pass: (v) => v < 200 },
+  { name: "idle-rss", unit: "MB", goal: "< 80", pass: (v) => v < 80 }
+]
+const byName = new Map(FIGURES.map((f) => [f.name, f]))
+/** name -> { value: summary, baseline?: summary, note?: string } or { error, baseline? } */
+const measured = new Map()
+/** Baseline runs of a figure, kept even when the p2pchat side then fails. */
+const pendingBaseline = new Map()
+const baselineDone = (name, runs) => {
+  pendingBaseline.set(name, summary(runs))
+  return runs
+}
+
+const record = (name, runs, baselineRuns, note) => {
+  measured.set(name, { value: summary(runs), baseline: baselineRuns ? summary(baselineRuns) : undefined, note })
+  const b = baselineRuns ? `, baseline ${fmt(median(baselineRuns))}` : ""
+  log(`${name}: ${fmt(median(runs))} ${byName.get(name).unit}${b}${note ? ` (${note})` : ""}`)
+}
+const notMeasured = (name, reason) => {
+  measured.set(name, { error: reason, baseline: pendingBaseline.get(name) })
+  log(`${name}: not measured: ${reason}`)
+}
+
+const fmt = (x) => {
+  if (x === null || x === undefined || Number.isNaN(x)) return "-"
+  const a = Math.abs(x)
+  return a >= 100 ? x.toFixed(0) : a >= 10 ? x.toFixed(1) : x.toFixed(2)
+}
+const round = (x, digits = 3) => (x === null ? null : Number(x.toFixed(digits)))
+
+const rows = () =>
+  FIGURES.map((f) => {
+    const m = measured.get(f.name)
+    if (m === undefined || m.error !== undefined) {
+      const baseline = m?.baseline?.median ?? null
+      return { name: f.name, value: null, unit: f.unit, baseline: round(baseline), ratio: null, goal: f.goal, pass: false }
+    }
+    const value = m.value.median
+    const baseline = m.baseline?.median ?? null
+    const ratio = baseline === null || baseline === 0 ? null : value / baseline
+    return {
+      name: f.name,
+      value: round(value),
+      unit: f.unit,
+      baseline: round(baseline),
+      ratio: round(ratio),
+      goal: f.goal,
+      pass: Boolean(f.pass(value, ratio))
+    }
+  })
+
+const spread = (s) => (s === undefined ? "" : s.runs > 1 ? ` [${fmt(s.min)}-${fmt(s.max)}]` : "")
+
+const printTable = (table) => {
+  const lines = [["figure", "value [min-max]", "baseline [min-max]", "ratio", "goal", "pass"]]
+  for (const row of table) {
+    const m = measured.get(row.name)
+    if (row.value === null) {
+      lines.push([row.name, "not measured", row.baseline === null ? "-" : `${fmt(row.baseline)}${spread(m?.baseline)}`, "-", row.goal, "FAIL"])
+      continue
+    }
+    lines.push([
+      row.name,
+      `${fmt(row.value)} ${row.unit}${spread(m.value)}`,
+      row.baseline === null ? "-" : `${fmt(row.baseline)}${spread(m.baseline)}`,
+      row.ratio === null ? "-" : row.ratio.toFixed(2),
+      row.goal,
+      row.pass ? "pass" : "FAIL"
+    ])
+  }
+  const widths = lines[0].map((_, i) => Math.max(...lines.map((l) => l[i].length)))
+  const out = lines.map((l) => l.map((c, i) => (i === l.length - 1 ? c : c.padEnd(widths[i]))).join("  ").trimEnd())
+  out.splice(1, 0, widths.map((w) => "-".repeat(w)).join("  "))
+  process.stdout.write(out.join("\n") + "\n")
+  for (const row of table) {
+    const m = measured.get(row.name)
+    const note = row.value === null ? `not measured: ${m?.error ?? "not run"}` : m?.note
+    if (note) process.stdout.write(`  ${row.name}: ${note}\n`)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/** A p2pchat node (`p2pchat start`), loopback only, ports chosen by the OS. */
+const startNode = async (name, { json = true, targets = [], extra = [], onEvent } = {}) => {
+  const args = [
+    CLI, "start", "--name", name, "--bind", "127.0.0.1", "--udp-port", "0", "--tcp-port", String(await freePort()),
+    "--data-dir", freshDir(name), "--log-level", "warning", ...extra
+  ]
+  if (json) args.push("--json")
+  for (const t of targets) args.push("--target", `127.0.0.1:${t}`)
+  const t0 = performance.now()
+  const child = spawnTracked(NODE, args, {
+    onLine: (line) => {
+      if (!onEvent || !line.startsWith("{")) return
+      try {
+        onEvent(JSON.parse(line), performance.now() - t0)
+      } catch {
+        // not an event line
+      }
+    }
+  })
+  child.t0 = t0
+  return child
+}
+
+const startBaselineServer = async () => {
+  let port
+  const child = spawnTracked(NODE, [path.join(BASELINE, "server.mjs"), "--db", freshDir("baseline-server")], {
+    onLine: (line) => {
+      if (line.startsWith('{"listening"')) port = JSON.parse(line).listening
+    }
+  })
+  child.port = await waitFor("the baseline server", () => {
+    if (child.exitCode !== null) throw new Error(`baseline server exited: ${child.stderrText}`)
+    return port
+  }, 10_000)
+  return child
+}
+
+const timedExit = async (args) => {
+  const t0 = performance.now()
+  const child = spawnTracked(NODE, args)
+  let out = ""
+  child.stdout.on("data", (d) => {
+    if (out.length < 200) out += d
+  })
+  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000)
+  await child.exited
+  clearTimeout(timer)
+  return { ms: performance.now() - t0, out }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The figures
+
+const coldStartHelp = async () => {
+  const p2p = []
+  const base = []
+  await timedExit([CLI, "--help"]) // file cache warm for both
+  await timedExit([path.join(BASELINE, "help.mjs")])
+  for (let i = 0; i < SIZE.helpRuns; i++) {
+    const r = await timedExit([CLI, "--help"])
+    if (!/USAGE/.test(r.out)) throw new Error(`p2pchat --help printed no help: ${JSON.stringify(r.out.slice(0, 100))}`)
+    p2p.push(r.ms)
+    base.push((await timedExit([path.join(BASELINE, "help.mjs")])).ms)
+  }
+  record("cold-start-help", p2p, base)
+}
+
+/** RSS of an idle process once it stops changing (two samples 500 ms apart within 0.5 MB). */
+const settledRss = async (child) => {
+  const t0 = performance.now()
+  let last = rssMB(child.pid)
+  for (;;) {
+    await sleep(500)
+    const now = rssMB(child.pid)
+    const elapsed = performance.now() - t0
+    if ((elapsed >= SIZE.idleSettleMs && Math.abs(now - last) < 0.5) || elapsed > SIZE.idleSettleMs + 8000) return now
+    last = now
+  }
+}
+
+const idleRss = async () => {
+  const nodes = []
+  const servers = []
+  for (let i = 0; i < SIZE.idleNodes; i++) {
+    nodes.push(await startNode(`idle-${i}`, { json: false }))
+    servers.push(await startBaselineServer())
+  }
+  for (const n of nodes) await waitForPorts(n, { tcp: true, udp: true })
+  const p2p = await Promise.all(nodes.map(settledRss))
+  const base = await Promise.all(servers.map(settledRss))
+  await Promise.all([...nodes, ...servers].map((c) => stop(c)))
+  record("idle-rss", p2p, base, `baseline: the idle baseline server (node:net + better-sqlite3)`)
+}
+
+const registryMemory = async () => {
+  const driver = await bundleDriver("registry")
+  const runs = []
+  for (let i = 0; i < SIZE.registryRuns; i++) {
+    const r = await runJson(NODE, ["--expose-gc", driver, "--data-dir", freshDir("registry"), "--count", String(SIZE.registryCount)], {
+      timeoutMs: 90_000
+    })
+    if (r.peers !== SIZE.registryCount) throw new Error(`registry holds ${r.peers} peers, expected ${SIZE.registryCount}`)
+    runs.push(r.extraMB)
+  }
+  record("registry-10k-memory", runs, undefined, `${SIZE.registryCount} announcements as UDP datagrams into a whole node; heap after GC`)
+}
+
+const discoveryLatency = async () => {
+  const running = []
+  const udpPorts = []
+  for (let i = 0; i < SIZE.discoveryNodes; i++) {
+    // Each answers newcomers at most once per announce interval per source address, and on
+    // loopback every node has the same address: a 1 s interval lets each run be answered.
+    const node = await startNode(`node-${i}`, { json: false, targets: udpPorts, extra: ["--announce-every", "1s"] })
+    running.push(node)
+    udpPorts.push((await waitForPorts(node, { udp: true, tcp: true })).udp)
+  }
+  await sleep(1500)
+  const runs = []
+  for (let r = 0; r < SIZE.discoveryRuns; r++) {
+    const seen = new Set()
+    let doneAt
+    const newcomer = await startNode(`newcomer-${r}`, {
+      targets: udpPorts,
+      onEvent: (e, ms) => {
+        if (e.event === "peer" && e.status === "online" && /^node-\d+$/.test(e.username)) seen.add(e.username)
+        if (seen.size === SIZE.discoveryNodes && doneAt === undefined) doneAt = ms
+      }
+    })
+    try {
+      runs.push(await waitFor("the newcomer to see every node", () => {
+        if (newcomer.exitCode !== null) throw new Error(`newcomer exited: ${newcomer.stderrText.slice(0, 500)}`)
+        return doneAt
+      }, 10_000, 5))
+    } finally {
+      await stop(newcomer)
+    }
+    await sleep(1200) // past the running nodes' answer interval
+  }
+  await Promise.all(running.map((c) => stop(c)))
+  record("discovery-latency", runs, undefined, `from process start until ${SIZE.discoveryNodes} running nodes are online in its --json events`)
+}
+
+/** The chat figures share one p2pchat responder node and one baseline server. */
+let chat
+const chatPeers = async () => {
+  if (chat) return chat
+  // Bob answers a newcomer's announcement at once, but at most once per announce interval
+  // per source address, and every sender here comes from 127.0.0.1: with a 1 s interval
+  // (and senders started over 1 s apart) each sender is answered. Bob has no targets, so
+  // the interval changes nothing else.
+  const bob = await startNode("bob", { extra: ["--announce-every", "1s"] })
+  const ports = await waitForPorts(bob, { tcp: true, udp: true })
+  chat = { bob, bobUdp: ports.udp, bobTcp: ports.tcp, baseline: await startBaselineServer(), senders: 0, lastSenderAt: 0 }
+  return chat
+}
+
+const p2pSend = async (mode, extra) => {
+  const c = await chatPeers()
+  const driver = await bundleDriver("sender")
+  const name = `alice-${++c.senders}` // a new sender identity each time: a fresh name for bob's key pins
+  const since = performance.now() - c.lastSenderAt
+  if (since < 1200) await sleep(1200 - since)
+  c.lastSenderAt = performance.now()
+  const r = await runJson(NODE, [
+    driver, "--data-dir", freshDir(name), "--name", name, "--tcp-port", String(await freePort()), "--peer-udp", String(c.bobUdp), "--peer", "bob", "--mode", mode, ...extra
+  ], { timeoutMs: 180_000 })
+  if (r.error) throw new Error(`p2pchat ${mode} send failed: ${r.error}`)
+  return r
+}
+
+const baselineSend = async (mode, extra) => {
+  const c = await chatPeers()
+  const name = `alice-${++c.senders}`
+  return runJson(NODE, [
+    path.join(BASELINE, "client.mjs"), "--port", String(c.baseline.port), "--db", freshDir(`baseline-${name}`), "--name", name,
+    "--mode", mode, ...extra
+  ], { timeoutMs: 180_000 })
+}
+
+const throughput = (mode) => async () => {
+  const t = SIZE.throughput
+  const args = ["--seconds", String(t.seconds), "--runs", String(t.runs), "--warmup", String(t.warmup)]
+  const base = await baselineSend(mode, args)
+  baselineDone(`${mode}-throughput`, base.runs)
+  const p2p = await p2pSend(mode, args)
+  record(`${mode}-throughput`, p2p.runs, base.runs)
+}
+
+const ackLatency = async () => {
+  const l = SIZE.latency
+  const args = ["--rate", "200", "--count", String(l.count), "--runs", String(l.runs), "--warmup", "20"]
+  const base = await baselineSend("secure", args)
+  baselineDone("ack-latency-p99", base.runs)
+  const p2p = await p2pSend("secure", args)
+  const late = p2p.late + base.late > 0 ? `; sent over 5 ms late: p2pchat ${p2p.late}, baseline ${base.late}` : ""
+  record("ack-latency-p99", p2p.runs, base.runs, `p99 of ${l.count} secure messages at 200/s per run${late}`)
+}
+
+const concurrentConnections = async () => {
+  const c = await chatPeers()
+  const run = async (port) => {
+    const maxes = []
+    let detail
+    for (let i = 0; i < SIZE.connections.runs; i++) {
+      const r = await runJson(NODE, [path.join(CLIENTS, "connections.mjs"), "--port", String(port), "--levels", SIZE.connections.levels], {
+        timeoutMs: 240_000
+      })
+      maxes.push(r.max)
+      const failed = r.levels.find((l) => l.acked !== l.n)
+      if (failed) detail = `at ${failed.n}: ${failed.acked} acked, ${failed.lost} lost`
+    }
+    return { maxes, detail }
+  }
+  const base = await run(c.baseline.port)
+  baselineDone("concurrent-connections", base.maxes)
+  const p2p = await run(c.bobTcp)
+  const top = SIZE.connections.levels.split(",").at(-1)
+  const note = `levels ${SIZE.connections.levels} (the ladder stops at ${top})` + (p2p.detail ? `; p2pchat failed ${p2p.detail}` : "")
+  record("concurrent-connections", p2p.maxes, base.maxes, note)
+}
+
+const handshakes = async () => {
+  const c = await chatPeers()
+  const h = SIZE.handshakes
+  const run = (port) =>
+    runJson(NODE, [
+      path.join(CLIENTS, "handshake.mjs"), "--port", String(port), "--seconds", String(h.seconds), "--runs", String(h.runs),
+      "--concurrency", String(h.concurrency)
+    ], { timeoutMs: 120_000 })
+  const base = await run(c.baseline.port)
+  baselineDone("handshakes-per-second", base.runs)
+  const p2p = await run(c.bobTcp)
+  if (base.failed > 0) throw new Error(`the baseline failed ${base.failed} handshakes (${base.lastError})`)
+  if (Math.max(...p2p.runs) === 0) {
+    throw new Error(`no handshake completed against the p2pchat responder (${p2p.failed} failed: ${p2p.lastError || "closed before message 2"})`)
+  }
+  const note = `${h.concurrency} in flight` + (p2p.failed > 0 ? `; ${p2p.failed} p2pchat handshakes failed (${p2p.lastError})` : "")
+  record("handshakes-per-second", p2p.runs, base.runs, note)
+}
+
+// The order: what needs no chat code first, then the chat figures.
+const STEPS = [
+  ["cold-start-help", coldStartHelp],
+  ["idle-rss", idleRss],
+  ["registry-10k-memory", registryMemory],
+  ["discovery-latency", discoveryLatency],
+  ["plain-throughput", throughput("plain")],
+  ["secure-throughput", throughput("secure")],
+  ["ack-latency-p99", ackLatency],
+  ["concurrent-connections", concurrentConnections],
+  ["handshakes-per-second", handshakes]
+]
+
+const main = async () => {
+  log(`${QUICK ? "quick smoke run" : "full run"}; temporary data in ${TMP}`)
+  try {
+    log(`baseline Noise checked against ${checkNoise()} published vectors`)
+  } catch (e) {
+    for (const f of FIGURES) {
+      if (f.name.includes("secure") || f.name.includes("handshake") || f.name.includes("latency")) {
+        notMeasured(f.name, `the baseline's Noise fails the vectors: ${e.message}`)
+      }
+    }
+  }
+  for (const [name, step] of STEPS) {
+    if (ONLY && !ONLY.includes(name)) continue
+    if (measured.has(name)) continue
+    if (performance.now() - started > BUDGET_MS) {
+      notMeasured(name, `the run passed its ${BUDGET_MS / 60_000} minute budget`)
+      continue
+    }
+    try {
+      await step()
+    } catch (e) {
+      notMeasured(name, String(e.message ?? e).replace(/\s+/g, " ").slice(0, 300))
+    }
+  }
+  await stopAll()
+  const table = rows()
+  printTable(table)
+  const seconds = (performance.now() - started) / 1000
+  process.stdout.write(`${table.filter((r) => r.pass).length} of ${table.length} goals pass; ${seconds.toFixed(0)} s on ${os.cpus().length} cores, Node ${process.version}\n`)
+  if (opt.json) {
+    fs.mkdirSync(path.dirname(path.resolve(opt.json)), { recursive: true })
+    fs.writeFileSync(opt.json, JSON.stringify(table, null, 2) + "\n")
+  }
+}
+
+main().then(
+  () => {
+    cleanup()
+    process.exit(0)
+  },
+  (e) => {
+    process.stderr.write(`bench: ${e.stack ?? e}\n`)
+    cleanup()
+    process.exit(1)
+  }
+)

@@ -1,0 +1,201 @@
+/**
+ * One chat connection seen as a sequence of frames (PROTOCOL.md 2), shared by the Responder
+ * and the Initiator: bytes -> JsonSplitter -> decodeFrame on the way in, one compact frame
+ * per write on the way out. A session (classic, plain, and later Noise) is code that reads
+ * `next` and calls `write`; it never sees bytes. Every way a connection can end is one
+ * tagged value with a reason for the log.
+ */
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
+import { Data, Effect, Option, Result, type Scope } from "effect"
+import { Socket } from "effect/socket"
+import { decodeFrame, type Frame } from "../domain/Frames.ts"
+import { encodeFrame, JsonSplitter, MAX_FRAME_BYTES } from "../domain/Framing.ts"
+
+/**
+ * Why a connection ended. The first five come from the stream itself; the others are
+ * decided by a session (a frame that is well-formed but not acceptable where it came).
+ */
+export type EndReason =
+  | "Closed" // the peer hung up between frames
+  | "ClosedMidFrame" // the peer hung up inside a frame
+  | "NotJson" // framing: bytes that are not a JSON object, not UTF-8, nested too deeply
+  | "FrameTooLarge" // framing: more than MAX_FRAME_BYTES
+  | "BadFrame" // a JSON object that fails its frame schema, or no known frame
+  | "Io" // reset, write failure, closed by us
+  | "Unexpected" // a valid frame that makes no sense here (an ack sent to a responder...)
+  | "NoKey" // classic encrypted_message before any key exchange
+  | "DecryptFailed" // classic ciphertext that does not decrypt under the session key
+  | "Unsupported" // a dialect this node does not speak (yet)
+
+export class ConnectionEnded extends Data.TaggedError("ConnectionEnded")<{
+  readonly reason: EndReason
+  readonly message: string
+}> {}
+
+/** Reasons that mean the peer sent something wrong (logged as warnings and counted). */
+export const isBadInput = (reason: EndReason): boolean => reason !== "Closed" && reason !== "Io"
+
+export interface FrameChannel {
+  /** The peer's IPv4 address (IPv4-mapped IPv6 is unwrapped). */
+  readonly address: string
+  readonly port: number
+  /** "address:port", for log lines. */
+  readonly label: string
+  /** The next frame, in stream order. Fails once the connection is over. */
+  readonly next: Effect.Effect<Frame, ConnectionEnded>
+  /** Writes one frame, compact and followed by a newline, in a single write. */
+  readonly send: (frame: object) => Effect.Effect<void, ConnectionEnded>
+}
+
+const textEncoder = new TextEncoder()
+
+const causeText = (cause: unknown): string =>
+  cause instanceof Error ? cause.message : cause === undefined ? "unknown" : String(cause)
+
+const socketProblem = (e: Socket.SocketError): string => {
+  const r = e.reason
+  switch (r._tag) {
+    case "SocketCloseError":
+      return r.code === 1000 ? "closed" : `closed abnormally (${r.code})`
+    case "SocketOpenError":
+      return r.kind === "Timeout" ? "timed out" : causeText(r.cause)
+    default:
+      return causeText((r as { readonly cause?: unknown }).cause)
+  }
+}
+
+/** `::ffff:10.0.0.5` (a dual-stack socket's view of an IPv4 peer) is `10.0.0.5`. */
+export const normalizeAddress = (address: string | undefined): string =>
+  address === undefined ? "unknown" : address.startsWith("::ffff:") ? address.slice(7) : address
+
+/**
+ * The frames of an open connection. One splitter per connection; frames are decoded one at
+ * a time as `next` asks, so a session reads exactly as far as it needs.
+ */
+export const channelOf = (
+  reader: Socket.Reader,
+  writer: Socket.Writer,
+  remote: { readonly address: string; readonly port: number }
+): FrameChannel => {
+  const label = `${remote.address}:${remote.port}`
+  const splitter = new JsonSplitter(MAX_FRAME_BYTES)
+  let queue: Array<string> = []
+  let head = 0
+  // Set when the stream broke after the frames still in `queue`: they are served first.
+  let broken: ConnectionEnded | undefined
+
+  const ended = (e: Socket.SocketError): ConnectionEnded => {
+    const r = e.reason
+    if (r._tag === "SocketCloseError" && r.code === 1000) {
+      const pending = splitter.pending()
+      return pending > 0
+        ? new ConnectionEnded({
+          reason: "ClosedMidFrame",
+          message: `connection closed mid-frame (${pending} bytes of an unfinished frame)`
+        })
+        : new ConnectionEnded({ reason: "Closed", message: "connection closed" })
+    }
+    return new ConnectionEnded({ reason: "Io", message: `connection failed: ${socketProblem(e)}` })
+  }
+
+  const fill: Effect.Effect<void, ConnectionEnded> = Effect.map(
+    Effect.mapError(reader.pull, ended),
+    (chunks) => {
+      for (const chunk of chunks) {
+        const r = splitter.push(typeof chunk === "string" ? textEncoder.encode(chunk) : chunk)
+        for (const f of r.frames) queue.push(f)
+        if (r.error !== undefined) {
+          broken = r.error._tag === "FrameTooLarge"
+            ? new ConnectionEnded({ reason: "FrameTooLarge", message: `frame larger than ${r.error.limit} bytes` })
+            : new ConnectionEnded({ reason: "NotJson", message: `not JSON: ${r.error.reason}` })
+          return
+        }
+      }
+    }
+  )
+
+  const next: Effect.Effect<Frame, ConnectionEnded> = Effect.suspend(() => {
+    if (head < queue.length) {
+      const text = queue[head++]!
+      if (head === queue.length) {
+        queue = []
+        head = 0
+      }
+      const frame = decodeFrame(text)
+      return Result.isSuccess(frame)
+        ? Effect.succeed(frame.success)
+        : Effect.fail(new ConnectionEnded({ reason: "BadFrame", message: frame.failure }))
+    }
+    if (broken !== undefined) return Effect.fail(broken)
+    return Effect.flatMap(fill, () => next)
+  })
+
+  const send = (frame: object) =>
+    writer.write(encodeFrame(frame)).pipe(
+      Effect.mapError((e) => new ConnectionEnded({ reason: "Io", message: `write failed: ${socketProblem(e)}` }))
+    )
+
+  return { address: remote.address, port: remote.port, label, next, send }
+}
+
+/** The frames of a connection the server accepted, for the rest of the enclosing scope. */
+export const acceptedChannel = (socket: Socket.Socket): Effect.Effect<FrameChannel, ConnectionEnded, Scope.Scope> =>
+  Effect.gen(function*() {
+    const net = yield* Effect.serviceOption(NodeSocket.NetSocket)
+    const address = normalizeAddress(Option.match(net, { onNone: () => undefined, onSome: (s) => s.remoteAddress }))
+    const port = Option.match(net, { onNone: () => 0, onSome: (s) => s.remotePort ?? 0 })
+    // Acks and key answers are small and awaited: do not let Nagle hold them back.
+    if (Option.isSome(net)) net.value.setNoDelay(true)
+    const reader = yield* socket.reader.pipe(
+      Effect.mapError((e) => new ConnectionEnded({ reason: "Io", message: `connection lost before it was served: ${socketProblem(e)}` }))
+    )
+    const writer = yield* socket.writer
+    return channelOf(reader, writer, { address, port })
+  })
+
+export class DialError extends Data.TaggedError("DialError")<{
+  readonly timeout: boolean
+  readonly message: string
+}> {}
+
+const ERRNO_WORDS: Record<string, string> = {
+  ECONNREFUSED: "connection refused: nothing listens on that port",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  ETIMEDOUT: "timed out",
+  ECONNRESET: "connection reset",
+  EADDRNOTAVAIL: "address not available"
+}
+
+const dialProblem = (e: Socket.SocketError): string => {
+  const r = e.reason
+  const cause = "cause" in r ? (r as { readonly cause?: unknown }).cause : undefined
+  const code = typeof cause === "object" && cause !== null && "code" in cause ? String(cause.code) : ""
+  return ERRNO_WORDS[code] ?? socketProblem(e)
+}
+
+/**
+ * Opens a TCP connection and its frames, for the rest of the enclosing scope. Each write
+ * leaves at once (no Nagle), so a classic peer gets one frame per read.
+ */
+export const dial = (
+  host: string,
+  port: number,
+  timeoutMs: number
+): Effect.Effect<FrameChannel, DialError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const socket = yield* NodeSocket.makeNet({ host, port, noDelay: true, openTimeout: timeoutMs })
+    const reader = yield* socket.reader.pipe(
+      Effect.mapError((e) => {
+        const timeout = e.reason._tag === "SocketOpenError" && e.reason.kind === "Timeout"
+        return new DialError({
+          timeout,
+          message: timeout
+            ? `no answer from ${host}:${port} within ${timeoutMs / 1000} s`
+            : `cannot connect to ${host}:${port} (${dialProblem(e)})`
+        })
+      })
+    )
+    const writer = yield* socket.writer
+    return channelOf(reader, writer, { address: host, port })
+  })
