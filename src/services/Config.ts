@@ -32,6 +32,10 @@ export interface NodeConfig {
   readonly logLevel: LogLevel
   /** Registry cap, so that a flood of invented names cannot exhaust memory. */
   readonly maxPeers: number
+  /** Names one source address may hold in the registry, so one host cannot push real peers out. */
+  readonly maxPeersPerAddress: number
+  /** Presence datagrams a second accepted from one source address (bursts of twice that). */
+  readonly presenceRatePerAddress: number
 }
 
 export class Config extends Context.Service<Config, NodeConfig>()("p2pchat/Config") {}
@@ -135,7 +139,9 @@ const resolve = (raw: RawOptions, env: NodeJS.ProcessEnv): NodeConfig => {
     expireAfterMs,
     json: raw.json ?? false,
     logLevel: logLevel as LogLevel,
-    maxPeers: 10_000
+    maxPeers: 10_000,
+    maxPeersPerAddress: 64,
+    presenceRatePerAddress: 20
   }
 }
 
@@ -163,5 +169,7 @@ export const testConfig = (overrides: Partial<NodeConfig> & { readonly dataDir: 
   json: false,
   logLevel: "none",
   maxPeers: 10_000,
+  maxPeersPerAddress: 64,
+  presenceRatePerAddress: 20,
   ...overrides
 })

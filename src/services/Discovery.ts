@@ -5,6 +5,7 @@
 import { Clock, Context, Effect, Layer, Stream } from "effect"
 import { Result } from "effect"
 import { decodePresence } from "../domain/Presence.ts"
+import { Config } from "./Config.ts"
 import { Crypto } from "./Crypto.ts"
 import { PeerRegistry } from "./PeerRegistry.ts"
 import { PresenceSocket, type Received } from "./PresenceSocket.ts"
@@ -24,9 +25,10 @@ export class Discovery extends Context.Service<Discovery, {
 /** The first words of a rejection reason, so that counts group alike rejections. */
 const reasonClass = (reason: string) => reason.split(":")[0]!
 
-export const discoveryLayer: Layer.Layer<Discovery, never, PresenceSocket | PeerRegistry | Crypto> = Layer.effect(
+export const discoveryLayer: Layer.Layer<Discovery, never, Config | PresenceSocket | PeerRegistry | Crypto> = Layer.effect(
   Discovery,
   Effect.gen(function*() {
+    const config = yield* Config
     const socket = yield* PresenceSocket
     const registry = yield* PeerRegistry
     const ownId = (yield* Crypto).identity.id
@@ -35,6 +37,24 @@ export const discoveryLayer: Layer.Layer<Discovery, never, PresenceSocket | Peer
     let own = 0
     let rejected = 0
     const rejectedByReason: Record<string, number> = {}
+    // A token bucket per source address, checked before any parsing, so that a flood
+    // from one host costs little and cannot crowd out the others. Oldest entries go
+    // first when the map is full (Map keeps insertion order).
+    const rate = config.presenceRatePerAddress
+    const buckets = new Map<string, { tokens: number; at: number }>()
+    const allow = (address: string, now: number): boolean => {
+      let b = buckets.get(address)
+      if (b === undefined) {
+        if (buckets.size >= 4096) buckets.delete(buckets.keys().next().value!)
+        b = { tokens: 2 * rate, at: now }
+        buckets.set(address, b)
+      }
+      b.tokens = Math.min(2 * rate, b.tokens + ((now - b.at) / 1000) * rate)
+      b.at = now
+      if (b.tokens < 1) return false
+      b.tokens -= 1
+      return true
+    }
     // Log a bad sender at most once a second, with how many were not logged meanwhile.
     const lastLogged = new Map<string, { at: number; suppressed: number }>()
 
@@ -58,6 +78,7 @@ export const discoveryLayer: Layer.Layer<Discovery, never, PresenceSocket | Peer
     const handle = (d: Received) =>
       Effect.gen(function*() {
         received++
+        if (!allow(d.address, yield* Clock.currentTimeMillis)) return yield* reject(d, "rate-limited: too many datagrams from this address")
         const decoded = decodePresence(d.payload)
         if (Result.isFailure(decoded)) return yield* reject(d, decoded.failure)
         const datagram = decoded.success

@@ -19,11 +19,12 @@ export type RegistryChange =
   | { readonly _tag: "Conflict"; readonly peer: Peer; readonly otherId: string; readonly otherAddress: string }
 
 /** What hearing an announcement did. `new` is a peer not known before (or back after expiring). */
-export type Heard = "new" | "known" | "conflict" | "full"
+export type Heard = "new" | "known" | "conflict" | "full" | "address-full"
 
 export interface RegistryStats {
   readonly peers: number
   readonly rejectedFull: number
+  readonly rejectedAddressFull: number
   readonly conflicts: number
 }
 
@@ -53,7 +54,15 @@ export const peerRegistryLayer: Layer.Layer<PeerRegistry, never, Config> = Layer
     const timers = { awayAfterMs: config.awayAfterMs, expireAfterMs: config.expireAfterMs }
     const entries = new Map<string, Entry>()
     const reportedConflicts = new Set<string>()
+    // Names per source address: one host cannot fill the registry and push real peers out.
+    const namesAt = new Map<string, number>()
+    const countAt = (address: string, delta: number) => {
+      const n = (namesAt.get(address) ?? 0) + delta
+      if (n <= 0) namesAt.delete(address)
+      else namesAt.set(address, n)
+    }
     let rejectedFull = 0
+    let rejectedAddressFull = 0
     let conflicts = 0
     const hub = yield* PubSub.unbounded<RegistryChange>()
     yield* Effect.addFinalizer(() => PubSub.shutdown(hub))
@@ -67,6 +76,7 @@ export const peerRegistryLayer: Layer.Layer<PeerRegistry, never, Config> = Layer
         const live = livenessAt(age, entry.peer.manualAway, timers)
         if (live === "expired") {
           entries.delete(key)
+          countAt(entry.peer.address, -1)
           emit({ _tag: "Expired", peer: entry.peer })
           continue
         }
@@ -104,6 +114,7 @@ export const peerRegistryLayer: Layer.Layer<PeerRegistry, never, Config> = Layer
         if (existing !== undefined && now - existing.seenAt > timers.expireAfterMs) {
           // Expired while the sweeper slept: it is a newcomer again.
           entries.delete(key)
+          countAt(existing.peer.address, -1)
           emit({ _tag: "Expired", peer: existing.peer })
         }
         const entry = entries.get(key)
@@ -124,8 +135,13 @@ export const peerRegistryLayer: Layer.Layer<PeerRegistry, never, Config> = Layer
             rejectedFull++
             return "full" as const
           }
+          if ((namesAt.get(address) ?? 0) >= config.maxPeersPerAddress) {
+            rejectedAddressFull++
+            return "address-full" as const
+          }
           const peer: Peer = { ...fields, firstSeen: wall, conflict: undefined }
           entries.set(key, { peer, seenAt: now })
+          countAt(address, 1)
           emit({ _tag: "Appeared", peer })
           return "new" as const
         }
@@ -144,6 +160,10 @@ export const peerRegistryLayer: Layer.Layer<PeerRegistry, never, Config> = Layer
         }
         entry.seenAt = now
         entry.peer = { ...before, ...fields }
+        if (before.address !== address) {
+          countAt(before.address, -1)
+          countAt(address, 1)
+        }
         if (before.address !== address || before.port !== entry.peer.port) {
           emit({ _tag: "Moved", peer: entry.peer, from: `${before.address}:${before.port}` })
         }
@@ -158,6 +178,7 @@ export const peerRegistryLayer: Layer.Layer<PeerRegistry, never, Config> = Layer
         // Only the identity we know may say goodbye for a name.
         if (entry === undefined || identityOf(entry.peer.id) !== identityOf(b.id)) return false
         entries.delete(key)
+        countAt(entry.peer.address, -1)
         emit({ _tag: "Left", peer: entry.peer })
         return true
       })
@@ -177,7 +198,7 @@ export const peerRegistryLayer: Layer.Layer<PeerRegistry, never, Config> = Layer
           for (const e of m.values()) if (e.peer.address === address) return Option.some(e.peer)
           return Option.none()
         }),
-      stats: Effect.sync(() => ({ peers: entries.size, rejectedFull, conflicts })),
+      stats: Effect.sync(() => ({ peers: entries.size, rejectedFull, rejectedAddressFull, conflicts })),
       changes: Effect.map(PubSub.subscribe(hub), Stream.fromSubscription)
     }
   })

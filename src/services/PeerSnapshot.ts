@@ -190,7 +190,7 @@ export const snapshotRegistryLayer: Layer.Layer<PeerRegistry, never, Store | Con
       lookup: (username) =>
         Effect.map(read, (peers) => Option.fromNullishOr(peers.find((p) => p.key === usernameKey(username)))),
       lookupByAddress: (address) => Effect.map(read, (peers) => Option.fromNullishOr(peers.find((p) => p.address === address))),
-      stats: Effect.map(read, (peers) => ({ peers: peers.length, rejectedFull: 0, conflicts: 0 })),
+      stats: Effect.map(read, (peers) => ({ peers: peers.length, rejectedFull: 0, rejectedAddressFull: 0, conflicts: 0 })),
       changes: Effect.map(read, (initial) => {
         let last = byKey(initial)
         return Stream.tick(`${SNAPSHOT_POLL_MS} millis`).pipe(

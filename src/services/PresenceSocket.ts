@@ -61,6 +61,7 @@ export const presenceSocketLayer: Layer.Layer<PresenceSocket, PresenceSocketErro
       bind: { address: config.bind ?? "0.0.0.0", port: config.udpPort },
       reuseAddress: true,
       broadcast: true,
+      kernelReceiveBufferSize: 1 << 20,
       receiveBuffer: { capacity: 8192, strategy: "sliding" }
     })
     const reader: DatagramSocket.Reader = yield* socket.reader.pipe(

@@ -41,7 +41,9 @@ describe("resolveConfig defaults", () => {
       expireAfterMs: 15 * 60_000,
       json: false,
       logLevel: "info",
-      maxPeers: 10_000
+      maxPeers: 10_000,
+      maxPeersPerAddress: 64,
+      presenceRatePerAddress: 20
     })
   })
 
@@ -126,7 +128,9 @@ describe("resolveConfig precedence: flags, then environment, then defaults", () 
       expireAfterMs: 60_000,
       json: true,
       logLevel: "warning",
-      maxPeers: 10_000
+      maxPeers: 10_000,
+      maxPeersPerAddress: 64,
+      presenceRatePerAddress: 20
     })
   })
 

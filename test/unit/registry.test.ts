@@ -270,7 +270,7 @@ describe("PeerRegistry cap, conflicts and keys", () => {
       assert.strictEqual(yield* registry.heard(ann("a5"), "10.0.0.5", 6000), "full")
       assert.strictEqual(yield* statusOf(registry, "a4"), "absent")
       assert.deepStrictEqual((yield* registry.list).map((p) => p.key), ["a1", "a2", "a3"])
-      assert.deepStrictEqual(yield* registry.stats, { peers: 3, rejectedFull: 2, conflicts: 0 })
+      assert.deepStrictEqual(yield* registry.stats, { peers: 3, rejectedFull: 2, rejectedAddressFull: 0, conflicts: 0 })
       // A known peer still updates while the registry is full.
       yield* TestClock.adjust(AWAY_MS + 1)
       assert.strictEqual(yield* statusOf(registry, "a1"), "away")
@@ -283,6 +283,21 @@ describe("PeerRegistry cap, conflicts and keys", () => {
       // Room again once a peer has gone.
       yield* registry.bye({ bye: "a2" }, "10.0.0.1")
       assert.strictEqual(yield* registry.heard(ann("a4"), "10.0.0.4", 6000), "new")
+    }))
+
+  it.effect("one source address holds at most maxPeersPerAddress names, so a flood from one host leaves room for others", () =>
+    Effect.gen(function*() {
+      const registry = yield* makeRegistry({ maxPeers: 10, maxPeersPerAddress: 2 })
+      assert.strictEqual(yield* registry.heard(ann("f1"), "10.0.0.9", 6000), "new")
+      assert.strictEqual(yield* registry.heard(ann("f2"), "10.0.0.9", 6000), "new")
+      for (let i = 3; i <= 50; i++) assert.strictEqual(yield* registry.heard(ann(`f${i}`), "10.0.0.9", 6000), "address-full")
+      // A real peer on another host still gets in, and a known name from the flooder still updates.
+      assert.strictEqual(yield* registry.heard(ann("real"), "10.0.0.2", 6000), "new")
+      assert.strictEqual(yield* registry.heard(ann("f1"), "10.0.0.9", 6000), "known")
+      assert.strictEqual((yield* registry.stats).rejectedAddressFull, 48)
+      // A name that leaves frees its address's place.
+      yield* registry.bye({ bye: "f2" }, "10.0.0.9")
+      assert.strictEqual(yield* registry.heard(ann("f3"), "10.0.0.9", 6000), "new")
     }))
 
   it.effect("a username heard from a second id is a Conflict: emitted once, the known peer kept, its conflict field set", () =>
