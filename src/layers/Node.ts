@@ -2,9 +2,9 @@
  * Which implementation serves which service, for each role: the whole node, and each
  * role alone as in the original tools. main.ts and the tests build nodes from these.
  */
-import { Layer, Logger, References } from "effect"
+import { Effect, Layer, Logger, References } from "effect"
 import { announcerLayer } from "../services/Announcer.ts"
-import { configLayer, type LogLevel, type NodeConfig } from "../services/Config.ts"
+import { Config, configLayer, type LogLevel, type NodeConfig } from "../services/Config.ts"
 import { cryptoLayer } from "../services/Crypto.ts"
 import { discoveryLayer } from "../services/Discovery.ts"
 import { eventsLayer } from "../services/Events.ts"
@@ -13,7 +13,7 @@ import { initiatorLayer } from "../services/Initiator.ts"
 import { peerRegistryLayer, registryEventsLayer } from "../services/PeerRegistry.ts"
 import { peerSnapshotLayer, snapshotRegistryLayer } from "../services/PeerSnapshot.ts"
 import { presenceSocketLayer } from "../services/PresenceSocket.ts"
-import { responderLayer } from "../services/Responder.ts"
+import { Responder, responderLayer } from "../services/Responder.ts"
 import { type Store, type StoreError, storeLayer } from "../services/Store.ts"
 
 const EFFECT_LEVEL: Record<LogLevel, "Debug" | "Info" | "Warn" | "Error" | "None"> = {
@@ -74,9 +74,30 @@ export const presenceRole = (config: NodeConfig) =>
     Layer.provideMerge(baseLayer(config))
   )
 
-/** `p2pchat [start]`: the whole node: presence both ways, responder and initiator. */
+/** The announcer of a whole node: it announces the TCP port the responder bound (the OS's choice for port 0). */
+const announcerOfResponder = Layer.unwrap(Effect.gen(function*() {
+  const config = yield* Config
+  const { port } = yield* Responder
+  return announcerLayer.pipe(Layer.provide(configLayer({ ...config, tcpPort: port })))
+}))
+
+/**
+ * `p2pchat [start]`: the whole node: presence both ways, responder and initiator. The
+ * responder listens before the first announcement goes out, so a peer that hears it (and
+ * retries its pending messages at once) finds it listening; and the last announcement, the
+ * bye, goes out while it still listens.
+ */
 export const nodeRole = (config: NodeConfig) =>
-  Layer.mergeAll(responderLayer, initiatorLayer).pipe(Layer.provideMerge(presenceRole(config)))
+  Layer.mergeAll(announcerOfResponder, initiatorLayer).pipe(
+    Layer.provideMerge(responderLayer),
+    Layer.provideMerge(Layer.mergeAll(discoveryLayer, peerSnapshotLayer, registryEventsLayer)),
+    Layer.provideMerge(peerRegistryLayer),
+    Layer.provideMerge(presenceSocketLayer),
+    Layer.provideMerge(cryptoLayer),
+    Layer.provideMerge(historyLayer),
+    Layer.provideMerge(storeOf(config)),
+    Layer.provideMerge(baseLayer(config))
+  )
 
 /**
  * `p2pchat respond`: the responder alone (ChatResponder.py), with discovery listening so

@@ -1,15 +1,16 @@
 /**
  * One chat connection seen as a sequence of frames (PROTOCOL.md 2), shared by the Responder
  * and the Initiator: bytes -> JsonSplitter -> decodeFrame on the way in, one compact frame
- * per write on the way out. A session (classic, plain, and later Noise) is code that reads
- * `next` and calls `write`; it never sees bytes. Every way a connection can end is one
- * tagged value with a reason for the log.
+ * per write on the way out. A session (classic, plain, or Noise through `sessionIO`) is code
+ * that reads `next` and calls `write`; it never sees bytes. Every way a connection can end
+ * is one tagged value with a reason for the log.
  */
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import { Data, Effect, Option, Result, type Scope } from "effect"
 import { Socket } from "effect/socket"
 import { decodeFrame, type Frame } from "../domain/Frames.ts"
 import { encodeFrame, JsonSplitter, MAX_FRAME_BYTES } from "../domain/Framing.ts"
+import { type FrameIO, SessionError } from "./SecureSession.ts"
 
 /**
  * Why a connection ended. The first five come from the stream itself; the others are
@@ -24,8 +25,10 @@ export type EndReason =
   | "Io" // reset, write failure, closed by us
   | "Unexpected" // a valid frame that makes no sense here (an ack sent to a responder...)
   | "NoKey" // classic encrypted_message before any key exchange
-  | "DecryptFailed" // classic ciphertext that does not decrypt under the session key
-  | "Unsupported" // a dialect this node does not speak (yet)
+  | "DecryptFailed" // ciphertext that does not decrypt (classic key, or a secure frame altered/replayed/reordered/truncated)
+  | "Unsupported" // a dialect this node does not speak, or a secure session it cannot serve
+  | "Handshake" // a secure handshake that failed (bad message, wrong proto, timeout)
+  | "KeyChanged" // a secure peer whose key differs from the one pinned for its name
 
 export class ConnectionEnded extends Data.TaggedError("ConnectionEnded")<{
   readonly reason: EndReason
@@ -152,6 +155,29 @@ export const acceptedChannel = (socket: Socket.Socket): Effect.Effect<FrameChann
     const writer = yield* socket.writer
     return channelOf(reader, writer, { address, port })
   })
+
+/**
+ * A secure session's view of a connection (SecureSession's FrameIO). A connection that ends
+ * under the session becomes a SessionError ("Closed" for a clean hang-up between frames,
+ * "Protocol" otherwise); `connectionEnded` gives back the ConnectionEnded behind such an
+ * error, so the caller can tell the network's doing from the session's (undefined when the
+ * session itself failed: decryption, handshake, trust).
+ */
+export const sessionIO = (ch: FrameChannel): {
+  readonly io: FrameIO
+  readonly connectionEnded: (e: SessionError) => ConnectionEnded | undefined
+} => {
+  const causes = new WeakMap<SessionError, ConnectionEnded>()
+  const wrap = (e: ConnectionEnded): SessionError => {
+    const s = new SessionError({ reason: e.reason === "Closed" ? "Closed" : "Protocol", message: e.message })
+    causes.set(s, e)
+    return s
+  }
+  return {
+    io: { write: (frame) => Effect.mapError(ch.send(frame), wrap), read: Effect.mapError(ch.next, wrap) },
+    connectionEnded: (e) => causes.get(e)
+  }
+}
 
 export class DialError extends Data.TaggedError("DialError")<{
   readonly timeout: boolean

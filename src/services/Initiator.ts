@@ -3,29 +3,39 @@
  * pending first, then sent; a p2pchat peer acks it once stored, and it becomes delivered.
  * Pending messages are sent again, with the same id, when their peer announces again.
  *
+ * Pending messages are also retried every RETRY_EVERY_MS, and to a peer as soon as a new
+ * secure session with it opens (after `trust`, say). They expire after PENDING_EXPIRY_MS:
+ * they are no longer retried, and stay in the history as pending.
+ *
  * Connections are kept per (peer, dialect) as "links": one reader fiber per link routes
  * acks and key answers to whoever waits for them, so sends can be pipelined. A dialect is
  * how frames are written on a link:
+ *   p2p-noise    a Noise XX handshake when the link opens (trust on first use, the peer's
+ *                announced name and key checked), then `ct` frames of inner {type:"msg"}
+ *                objects; the reader fiber opens the peer's `ct` frames and routes the acks
  *   p2p-plain    unencrypted_message + id + from, acked              (a p2pchat peer)
  *   p2p-classic  one key exchange per link, encrypted_message + id + from, acked
  *   classic-*    a classic peer: one frame per write, at most 1024 bytes, 100 ms apart,
  *                a long text split into several messages, a key exchange before every
  *                encrypted message, no id, no acks, no retries
- * A secure (Noise) link will be one more dialect: a handshake when the link opens, then
- * `ct` frames both ways, the reader fiber decrypting acks before it routes them.
+ * The default is p2p-noise for a p2pchat peer that announces a key, classic-3des for a
+ * classic peer (and p2p-plain for a p2pchat peer without a key).
  */
 import { Clock, Context, Data, Deferred, Effect, Exit, Layer, Option, Scope, Semaphore, Stream } from "effect"
 import { randomUUID } from "node:crypto"
 import { CLASSIC_WARNING, classicEncrypt, classicKey24, classicShared, randomClassicKey } from "../domain/Classic.ts"
-import { encodePlainText } from "../domain/Frames.ts"
+import { encodePlainText, type InnerMessage } from "../domain/Frames.ts"
 import { encodeFrame, MAX_FRAME_BYTES } from "../domain/Framing.ts"
 import type { Peer } from "../domain/Peer.ts"
 import { usernameKey } from "../domain/Presence.ts"
 import { Config } from "./Config.ts"
-import { dial, type FrameChannel } from "./Connection.ts"
+import { dial, type FrameChannel, sessionIO } from "./Connection.ts"
+import { Crypto, keyId } from "./Crypto.ts"
+import { fingerprint } from "../domain/Fingerprint.ts"
 import { Events } from "./Events.ts"
 import { History, type HistoryEntry, type Mode } from "./History.ts"
 import { PeerRegistry, type RegistryChange } from "./PeerRegistry.ts"
+import { initiateTrusted, MAX_INNER_BYTES, type SecureChannel, type SessionError } from "./SecureSession.ts"
 
 export type SendMode = "secure" | "plain" | "classic"
 
@@ -39,7 +49,7 @@ export interface SendResult {
 }
 
 export class SendError extends Data.TaggedError("SendError")<{
-  readonly reason: "UnknownUser" | "Unreachable" | "Timeout" | "Storage" | "Refused" | "Unsupported"
+  readonly reason: "UnknownUser" | "Unreachable" | "Timeout" | "Storage" | "Refused" | "Unsupported" | "KeyChanged"
   readonly message: string
 }> {}
 
@@ -59,9 +69,24 @@ export interface InitiatorTuning {
   readonly connectTimeoutMs: number
   /** The pause between two frames to a classic peer (PROTOCOL.md "Writing to a classic peer"). */
   readonly classicPauseMs: number
+  /** How long a secure handshake may take once connected; default the larger of the two above. */
+  readonly handshakeTimeoutMs?: number | undefined
+  /** How long a pending message is retried; default PENDING_EXPIRY_MS. */
+  readonly pendingExpiryMs?: number | undefined
+  /**
+   * Besides each registry change (a peer appears, comes back online, moves), pending messages
+   * to online peers are retried this often; default RETRY_EVERY_MS. It catches a peer that
+   * restarted before it was seen away, which the registry does not report as a change.
+   */
+  readonly retryEveryMs?: number | undefined
 }
 
 export const DEFAULT_TUNING: InitiatorTuning = { ackTimeoutMs: 5000, connectTimeoutMs: 5000, classicPauseMs: 100 }
+
+/** A pending message older than this (by its `at`) is no longer retried; it stays in history. */
+export const PENDING_EXPIRY_MS = 7 * 24 * 60 * 60 * 1000
+
+export const RETRY_EVERY_MS = 30_000
 
 export const InitiatorTuning = Context.Reference<InitiatorTuning>("p2pchat/InitiatorTuning", {
   defaultValue: () => DEFAULT_TUNING
@@ -126,10 +151,13 @@ export const p2pFrameBytes = (text: string, encrypted: boolean, id: string, from
   return Buffer.byteLength(JSON.stringify(frame), "utf8")
 }
 
+/** UTF-8 bytes of the inner object that carries a secure message (at most MAX_INNER_BYTES). */
+export const secureInnerBytes = (inner: InnerMessage): number => Buffer.byteLength(JSON.stringify(inner), "utf8")
+
 // ---------------------------------------------------------------------------------------------
 // Links
 
-type Dialect = "p2p-plain" | "p2p-classic" | "classic-plain" | "classic-3des"
+type Dialect = "p2p-noise" | "p2p-plain" | "p2p-classic" | "classic-plain" | "classic-3des"
 
 const isClassicPeerDialect = (d: Dialect): boolean => d === "classic-plain" || d === "classic-3des"
 
@@ -150,12 +178,16 @@ interface Link {
   keyWaiter: Deferred.Deferred<number, LinkLost> | undefined
   /** p2p-classic: the key agreed once for the link. */
   key24: Buffer | undefined
+  /** p2p-noise: the session opened when the link was. */
+  readonly secure: SecureChannel | undefined
   open: boolean
 }
 
+const idToBytes = (id: string): Uint8Array => new Uint8Array(Buffer.from(id, "base64url"))
+
 const monotonicMillis = Effect.map(Clock.monotonicTimeNanos, (n) => Number(n / 1_000_000n))
 
-export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Events | PeerRegistry> = Layer.effect(
+export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Events | PeerRegistry | Crypto> = Layer.effect(
   Initiator,
   Effect.gen(function*() {
     const config = yield* Config
@@ -163,7 +195,10 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
     const events = yield* Events
     const registry = yield* PeerRegistry
     const tuning = yield* InitiatorTuning
+    const crypto = yield* Crypto
     const layerScope = yield* Effect.scope
+    const handshakeTimeoutMs = tuning.handshakeTimeoutMs ?? Math.max(tuning.connectTimeoutMs, tuning.ackTimeoutMs)
+    const pendingExpiryMs = tuning.pendingExpiryMs ?? PENDING_EXPIRY_MS
 
     const links = new Map<string, Link>()
     /** Links being opened: concurrent sends to one peer share one connection. */
@@ -174,6 +209,8 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
     const classicLastWrite = new Map<string, number>()
     /** Peers whose pending messages are being retried now. */
     const retrying = new Set<string>()
+    /** (peer, announced id) pairs already told that secure messages wait for `trust`. */
+    const toldBlocked = new Set<string>()
 
     const secondsText = (ms: number) => `${ms / 1000} s`
 
@@ -192,6 +229,35 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
           Scope.close(link.scope, Exit.void)
         )
       })
+
+    /** The one reader of a secure link: opens the peer's `ct` frames and routes the acks. */
+    const pumpSecure = (link: Link, secure: SecureChannel, connectionEnded: (e: SessionError) => unknown) =>
+      Effect.gen(function*() {
+        for (;;) {
+          const inner = yield* secure.receive
+          if (inner.type === "ack") {
+            const waiter = link.acks.get(inner.id)
+            if (waiter !== undefined) {
+              link.acks.delete(inner.id)
+              Deferred.doneUnsafe(waiter, Effect.void)
+            }
+          } else {
+            yield* Effect.logDebug(`initiator: ignored a secure message from ${link.target} on an outgoing link`)
+          }
+        }
+      }).pipe(
+        Effect.catch((e) =>
+          Effect.andThen(
+            connectionEnded(e) !== undefined || !link.open
+              ? Effect.void
+              : Effect.andThen(
+                Effect.logWarning(`initiator: ${e.message}`),
+                events.publish({ event: "warning", message: e.message })
+              ),
+            dropLink(link, e.message)
+          )
+        )
+      )
 
     /** The one reader of a link: routes acks and key answers, notices the end. */
     const pump = (link: Link) =>
@@ -214,6 +280,68 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
         }
       }).pipe(Effect.catch((e) => dropLink(link, e.message)))
 
+    const keptNote = (peer: Peer) => `; the message is kept and sent again when ${peer.username} announces`
+
+    /** What a failed secure handshake means for the user. */
+    const handshakeFailed = (peer: Peer, connectionEnded: (e: SessionError) => unknown) => (e: SessionError): SendError => {
+      const where = `${peer.username} (${peer.address}:${peer.port})`
+      if (e.reason === "KeyChanged") {
+        const name = e.username ?? peer.username
+        return new SendError({
+          reason: "KeyChanged",
+          message: `${e.message} From the command line: \`p2pchat trust ${name}\`; in the console: \`trust ${name}\`. ` +
+            `The message is kept as pending and is sent once you trust the new key (not before).`
+        })
+      }
+      if (connectionEnded(e) !== undefined) {
+        return new SendError({
+          reason: "Unreachable",
+          message: `${where} ended the connection during the secure handshake (${e.message}); ` +
+            `it may not accept secure sessions now${keptNote(peer)}`
+        })
+      }
+      return new SendError({ reason: "Refused", message: `${where}: ${e.message}${keptNote(peer)}` })
+    }
+
+    /** Runs the Noise handshake on a new connection, as this node's name, to the peer it announced. */
+    const handshake = (peer: Peer, ch: FrameChannel) =>
+      Effect.gen(function*() {
+        const ownName = config.name
+        if (ownName === undefined) {
+          return yield* new SendError({
+            reason: "Refused",
+            message: "a secure session proves your username to the peer, and this node has none; start it with --name"
+          })
+        }
+        const { io, connectionEnded } = sessionIO(ch)
+        return yield* initiateTrusted(io, ownName, {
+          expectedUsername: peer.username,
+          expectedKeyId: peer.id,
+          // a backstop: the timeout below answers first
+          timeout: handshakeTimeoutMs + 1000
+        }).pipe(
+          Effect.provideService(Crypto, crypto),
+          Effect.provideService(History, history),
+          Effect.catchTag("HistoryError", (e) =>
+            Effect.fail(
+              new SendError({ reason: "Storage", message: `cannot check the pinned key of ${peer.username}: ${e.message}` })
+            )),
+          Effect.mapError((e) => e._tag === "SessionError" ? handshakeFailed(peer, connectionEnded)(e) : e),
+          Effect.timeoutOrElse({
+            duration: handshakeTimeoutMs,
+            orElse: () =>
+              Effect.fail(
+                new SendError({
+                  reason: "Timeout",
+                  message: `${peer.username} (${peer.address}:${peer.port}) did not complete the secure handshake within ` +
+                    `${secondsText(handshakeTimeoutMs)}${keptNote(peer)}`
+                })
+              )
+          }),
+          Effect.map((secure) => ({ secure, connectionEnded }))
+        )
+      })
+
     const openLink = (peer: Peer, dialect: Dialect, cacheKey: string) =>
       Effect.gen(function*() {
         const scope = yield* Scope.fork(layerScope)
@@ -224,11 +352,13 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
           Effect.mapError((e) =>
             new SendError({
               reason: "Unreachable",
-              message: `cannot reach ${peer.username}: ${e.message}` +
-                (isClassicPeerDialect(dialect) ? "" : `; the message is kept and sent again when ${peer.username} announces`)
+              message: `cannot reach ${peer.username}: ${e.message}` + (isClassicPeerDialect(dialect) ? "" : keptNote(peer))
             })
           )
         )
+        const session = dialect === "p2p-noise"
+          ? yield* handshake(peer, ch).pipe(Effect.tapError(() => Scope.close(scope, Exit.void)))
+          : undefined
         const link: Link = {
           cacheKey,
           peerKey: peer.key,
@@ -239,10 +369,23 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
           acks: new Map(),
           keyWaiter: undefined,
           key24: undefined,
+          secure: session?.secure,
           open: true
         }
         links.set(cacheKey, link)
-        yield* Effect.forkIn(pump(link), layerScope)
+        if (session !== undefined) {
+          const { secure, connectionEnded } = session
+          yield* Effect.forkIn(pumpSecure(link, secure, connectionEnded), layerScope)
+          yield* Effect.logDebug(`initiator: secure session to ${secure.remoteUsername} (${target}), fingerprint ${secure.remoteFingerprint}`)
+          yield* events.publish({
+            event: "info",
+            message: `secure session to ${secure.remoteUsername}, fingerprint ${secure.remoteFingerprint}`
+          })
+          // A secure session is open: what waited for it (after `trust`, say) can go now.
+          yield* Effect.forkIn(retryPending(peer.key), layerScope)
+        } else {
+          yield* Effect.forkIn(pump(link), layerScope)
+        }
         return link
       })
 
@@ -252,8 +395,13 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
         const cacheKey = `${peer.key}\u0000${dialect}`
         const cached = links.get(cacheKey)
         if (cached !== undefined && cached.open) {
-          if (cached.target === `${peer.address}:${peer.port}`) return Effect.succeed(cached)
-          return Effect.andThen(dropLink(cached, "the peer moved"), getLink(peer, dialect))
+          if (cached.target !== `${peer.address}:${peer.port}`) {
+            return Effect.andThen(dropLink(cached, "the peer moved"), getLink(peer, dialect))
+          }
+          if (cached.secure !== undefined && peer.id !== undefined && keyId(cached.secure.remoteKey) !== peer.id) {
+            return Effect.andThen(dropLink(cached, "the peer announces another key"), getLink(peer, dialect))
+          }
+          return Effect.succeed(cached)
         }
         const pendingOpen = opening.get(cacheKey)
         if (pendingOpen !== undefined) return Deferred.await(pendingOpen)
@@ -336,13 +484,17 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
             : "; classic peers get one attempt")
       })
 
-    /** To a p2pchat peer: one frame with id and from, then the ack. */
-    const deliverP2p = (peer: Peer, id: string, text: string, dialect: "p2p-plain" | "p2p-classic") =>
+    /**
+     * To a p2pchat peer: one frame with id and from (or one secure `msg`), then the ack.
+     * `sentAt` is when the message was first stored (a retry keeps it).
+     */
+    const deliverP2p = (peer: Peer, id: string, text: string, dialect: "p2p-noise" | "p2p-plain" | "p2p-classic", sentAt: string) =>
       Effect.gen(function*() {
         inFlight.add(id)
         yield* withLink(peer, dialect, (link) =>
           Effect.gen(function*() {
-            let frame: object
+            // undefined for p2p-noise: the secure channel frames the message itself
+            let frame: object | undefined
             if (dialect === "p2p-classic") {
               const key24 = link.key24 ?? (yield* link.lock.withPermit(
                 Effect.suspend(() =>
@@ -352,7 +504,7 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
                 )
               ))
               frame = { encrypted_message: classicEncrypt(key24, text), id, ...fromField }
-            } else {
+            } else if (dialect === "p2p-plain") {
               frame = { unencrypted_message: encodePlainText(text), id, ...fromField }
             }
             let ack = link.acks.get(id)
@@ -361,7 +513,15 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
               link.acks.set(id, ack)
             }
             const waiter = ack
-            yield* write(link, frame)
+            if (frame !== undefined) {
+              yield* write(link, frame)
+            } else if (link.secure !== undefined && link.open) {
+              yield* link.secure.send({ type: "msg", id, text, sentAt }).pipe(
+                Effect.mapError((e) => new LinkLost({ message: e.message }))
+              )
+            } else {
+              return yield* new LinkLost({ message: "connection closed" })
+            }
             yield* Deferred.await(waiter).pipe(
               Effect.timeoutOrElse({
                 duration: tuning.ackTimeoutMs,
@@ -415,18 +575,34 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
         if (Option.isNone(found)) return yield* unknownUser(username)
         const peer = found.value
         const p2p = peer.proto === "p2pchat/1"
-        const chosen: SendMode = mode ?? (p2p ? "plain" : "classic")
-        if (chosen === "secure") {
+        const chosen: SendMode = mode ?? (p2p ? (peer.id !== undefined ? "secure" : "plain") : "classic")
+        if (chosen === "secure" && !p2p) {
           return yield* new SendError({
             reason: "Unsupported",
-            message: p2p
-              ? "secure sessions are not built yet; send with --plain or --classic"
-              : `${peer.username} is a classic peer: secure sessions need p2pchat on both ends; send with --plain or --classic`
+            message: `${peer.username} runs a classic chat program, which has no secure sessions: ` +
+              `only classic (its old 3DES dialect, which is NOT secure) or unsecure (plain text) are possible ` +
+              `(send --classic or --plain; in a chat, answer secure for classic, unsecure for plain)`
           })
         }
-        const historyMode: Mode = chosen === "plain" ? "plain" : "classic-3des"
+        if (chosen === "secure" && config.name === undefined) {
+          return yield* new SendError({
+            reason: "Refused",
+            message: "a secure session proves your username to the peer, and this node has none; start it with --name"
+          })
+        }
+        const historyMode: Mode = chosen === "secure" ? "noise" : chosen === "plain" ? "plain" : "classic-3des"
         const id = randomUUID()
-        if (p2p) {
+        const at = new Date(yield* Clock.currentTimeMillis)
+        if (chosen === "secure") {
+          const bytes = secureInnerBytes({ type: "msg", id, text, sentAt: at.toISOString() })
+          if (bytes > MAX_INNER_BYTES) {
+            return yield* new SendError({
+              reason: "Refused",
+              message: `the message is too long for one secure frame (${bytes} bytes, at most ${MAX_INNER_BYTES}); ` +
+                `split it into shorter messages`
+            })
+          }
+        } else if (p2p) {
           const bytes = p2pFrameBytes(text, chosen === "classic", id, fromField.from)
           if (bytes > MAX_FRAME_BYTES) {
             return yield* new SendError({
@@ -436,28 +612,56 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
             })
           }
         }
-        const at = new Date(yield* Clock.currentTimeMillis)
         yield* history.recordSent({ id, peer: peer.key, text, at, mode: historyMode }).pipe(
           Effect.mapError((e) => new SendError({ reason: "Storage", message: `could not store the message, not sent: ${e.message}` }))
         )
         if (chosen === "classic") yield* events.publish({ event: "warning", message: CLASSIC_WARNING })
         if (p2p) {
-          yield* deliverP2p(peer, id, text, chosen === "plain" ? "p2p-plain" : "p2p-classic")
+          const dialect = chosen === "secure" ? "p2p-noise" : chosen === "plain" ? "p2p-plain" : "p2p-classic"
+          yield* deliverP2p(peer, id, text, dialect, at.toISOString())
           return { id, peer: peer.username, mode: historyMode, state: "delivered" as const }
         }
         yield* deliverClassic(peer, id, text, chosen === "classic")
         return { id, peer: peer.username, mode: historyMode, state: "sent" as const }
       })
 
+    /**
+     * Whether secure messages to `peer` must wait for the user: it announces a key other
+     * than the one pinned for its name (they go once the user runs `trust`). Told once per key.
+     */
+    const waitsForTrust = (peer: Peer, count: number) =>
+      Effect.gen(function*() {
+        if (peer.id === undefined) return false
+        const pin = yield* history.getPin(peer.key).pipe(Effect.orElseSucceed(() => Option.none<Uint8Array>()))
+        if (Option.isNone(pin) || keyId(pin.value) === peer.id) return false
+        const told = `${peer.key}\u0000${peer.id}`
+        if (!toldBlocked.has(told)) {
+          toldBlocked.add(told)
+          const message = `${count} secure message(s) to ${peer.username} wait: ${peer.username} now announces a key with ` +
+            `fingerprint ${fingerprint(idToBytes(peer.id))}, not the pinned ${fingerprint(pin.value)}. Someone may be ` +
+            `impersonating ${peer.username}. Compare fingerprints with ${peer.username}, then \`trust ${peer.username}\` ` +
+            `(or \`p2pchat trust ${peer.username}\`) to send them`
+          yield* Effect.logWarning(`initiator: ${message}`)
+          yield* events.publish({ event: "warning", message })
+        }
+        return true
+      })
+
     /** Pending messages to one online p2pchat peer, in order, stopping at the first failure. */
-    const retryPeer = (peer: Peer, entries: ReadonlyArray<HistoryEntry>) =>
+    const retryPeer = (peer: Peer, all: ReadonlyArray<HistoryEntry>) =>
       Effect.gen(function*() {
         let delivered = 0
+        // One being sent now is left to that attempt (which keeps it pending if it fails).
+        const busy = new Set(all.filter((e) => inFlight.has(e.id)).map((e) => e.id))
+        let entries = all.filter((e) => !busy.has(e.id))
+        const secureCount = entries.filter((e) => e.mode === "noise").length
+        if (secureCount > 0 && (yield* waitsForTrust(peer, secureCount))) {
+          entries = entries.filter((e) => e.mode !== "noise")
+        }
         for (const entry of entries) {
           if (inFlight.has(entry.id)) continue
-          if (entry.mode === "noise") continue // secure sessions are not built yet
-          const dialect = entry.mode === "plain" ? "p2p-plain" as const : "p2p-classic" as const
-          const ok = yield* deliverP2p(peer, entry.id, entry.text, dialect).pipe(
+          const dialect = entry.mode === "noise" ? "p2p-noise" as const : entry.mode === "plain" ? "p2p-plain" as const : "p2p-classic" as const
+          const ok = yield* deliverP2p(peer, entry.id, entry.text, dialect, entry.at).pipe(
             Effect.as(true),
             Effect.catch((e) => Effect.as(Effect.logInfo(`initiator: pending messages to ${peer.username} wait: ${e.message}`), false))
           )
@@ -472,8 +676,12 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
         const pending = yield* history.pendingFor(username === undefined ? undefined : usernameKey(username)).pipe(
           Effect.catch((e) => Effect.as(Effect.logWarning(`initiator: cannot read pending messages: ${e.message}`), []))
         )
+        // Expired ones stay in the history as pending, and are not sent any more.
+        const now = yield* Clock.currentTimeMillis
         const byPeer = new Map<string, Array<HistoryEntry>>()
         for (const entry of pending) {
+          const age = now - Date.parse(entry.at)
+          if (!(age <= pendingExpiryMs)) continue
           const list = byPeer.get(entry.peer)
           if (list === undefined) byPeer.set(entry.peer, [entry])
           else list.push(entry)
@@ -508,6 +716,12 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
           if (peer.status !== "online" || peer.proto !== "p2pchat/1") return reset
           return Effect.andThen(reset, Effect.forkIn(retryPending(peer.key), layerScope))
         }
+        case "Heard":
+          // PROTOCOL.md 3: pending messages go when the peer announces again, also after an
+          // outage too short for it to be seen away. The pending lookup is one indexed query.
+          return peer.status === "online" && peer.proto === "p2pchat/1"
+            ? Effect.forkIn(retryPending(peer.key), layerScope)
+            : Effect.void
         case "Expired":
         case "Left":
           return close(peer.key)
@@ -517,6 +731,9 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
     }
     const changes = yield* registry.changes
     yield* Effect.forkScoped(Stream.runForEach(changes, (c) => Effect.asVoid(onChange(c))))
+    // The first sweep waits one interval: a one-shot `send` ends long before it.
+    const retryEveryMs = tuning.retryEveryMs ?? RETRY_EVERY_MS
+    yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(retryEveryMs), retryPending())))
     yield* Effect.addFinalizer(() => close())
 
     return { send, retryPending, close }

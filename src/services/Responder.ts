@@ -3,8 +3,9 @@
  * serves the classic dialect and the p2pchat/1 additions on the same port. A message is
  * stored before it is acked; bad input ends that connection only, with a logged reason.
  *
- * The first frame picks the session: `hs` opens a secure session (Noise, not built yet);
- * anything else is the classic/plain session, which keeps the classic key per connection.
+ * The first frame picks the session: `hs` opens a secure session (Noise XX with trust on
+ * first use, SecureSession.ts); anything else is the classic/plain session, which keeps the
+ * classic key per connection.
  */
 import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import { Clock, Context, Data, Effect, Layer, Option } from "effect"
@@ -15,10 +16,12 @@ import { classicDecrypt, classicKey24, classicShared, randomClassicKey } from ".
 import { type Frame, type HandshakeFrame, plainText } from "../domain/Frames.ts"
 import { usernameKey } from "../domain/Presence.ts"
 import { Config } from "./Config.ts"
-import { acceptedChannel, ConnectionEnded, type EndReason, type FrameChannel, isBadInput } from "./Connection.ts"
+import { acceptedChannel, ConnectionEnded, type EndReason, type FrameChannel, isBadInput, sessionIO } from "./Connection.ts"
+import { Crypto } from "./Crypto.ts"
 import { Events } from "./Events.ts"
-import { History, type Mode } from "./History.ts"
+import { History, type HistoryError, type Mode } from "./History.ts"
 import { PeerRegistry } from "./PeerRegistry.ts"
+import { acceptTrusted, SessionError, type SessionErrorReason } from "./SecureSession.ts"
 
 export interface ResponderStats {
   /** Connections accepted since start. */
@@ -65,7 +68,16 @@ const listenProblem = (cause: unknown, host: string, port: number): string => {
   }
 }
 
-export const responderLayer: Layer.Layer<Responder, ResponderError, Config | History | Events | PeerRegistry> = Layer
+/** How a secure session that failed by itself (not by its connection) is logged and counted. */
+const SESSION_END: Record<SessionErrorReason, EndReason> = {
+  Handshake: "Handshake",
+  Decrypt: "DecryptFailed",
+  Protocol: "Unexpected",
+  KeyChanged: "KeyChanged",
+  Closed: "Closed"
+}
+
+export const responderLayer: Layer.Layer<Responder, ResponderError, Config | History | Events | PeerRegistry | Crypto> = Layer
   .effect(
     Responder,
     Effect.gen(function*() {
@@ -73,6 +85,7 @@ export const responderLayer: Layer.Layer<Responder, ResponderError, Config | His
       const history = yield* History
       const events = yield* Events
       const registry = yield* PeerRegistry
+      const crypto = yield* Crypto
 
       let accepted = 0
       let active = 0
@@ -160,9 +173,80 @@ export const responderLayer: Layer.Layer<Responder, ResponderError, Config | His
           for (;;) yield* handle(yield* ch.next)
         })
 
-      /** A p2pchat/1 secure session (Noise XX), opened by handshake message 1. */
-      const secureSession = (_ch: FrameChannel, _hello: HandshakeFrame) =>
-        end("Unsupported", "asked for a secure session, which this version does not support yet")
+      /**
+       * A p2pchat/1 secure session (Noise XX), opened by handshake message 1. The sender is
+       * the username its handshake proved (never a `from` field); each message is stored
+       * before its ack goes back, and a frame that fails to open ends the session with
+       * nothing from it stored or shown.
+       */
+      const secureSession = (ch: FrameChannel, hello: HandshakeFrame) =>
+        Effect.gen(function*() {
+          const ownName = config.name
+          if (ownName === undefined) {
+            return yield* end(
+              "Unsupported",
+              "refused a secure session: this node has no username to prove in the handshake (start it with --name)"
+            )
+          }
+          const { io, connectionEnded } = sessionIO(ch)
+          const sessionFailed = (e: SessionError | HistoryError) =>
+            Effect.gen(function*() {
+              if (e._tag === "HistoryError") {
+                const message = `secure session from ${ch.label} refused: cannot check its pinned key: ${e.message}`
+                yield* Effect.logError(`responder: ${message}`)
+                yield* events.publish({ event: "error", message })
+                return yield* end("Io", message)
+              }
+              const cause = connectionEnded(e)
+              if (cause !== undefined) return yield* Effect.fail(cause)
+              // The session itself failed: tell the user, not only the log.
+              yield* events.publish({ event: "warning", message: `secure session from ${ch.label}: ${e.message}` })
+              return yield* end(SESSION_END[e.reason], e.message)
+            })
+
+          const session = Effect.gen(function*() {
+            const channel = yield* acceptTrusted(io, hello, ownName)
+            const who = channel.remoteUsername
+            const peerKey = usernameKey(who)
+            yield* Effect.logInfo(`responder: secure session from ${who} (${ch.label}), fingerprint ${channel.remoteFingerprint}`)
+            yield* events.publish({ event: "info", message: `secure session from ${who}, fingerprint ${channel.remoteFingerprint}` })
+            for (;;) {
+              const inner = yield* channel.receive
+              if (inner.type !== "msg") {
+                return yield* new SessionError({
+                  reason: "Protocol",
+                  message: `secure session with ${who} ended: an initiator sent an ack`
+                })
+              }
+              const at = new Date(yield* Clock.currentTimeMillis)
+              const stored = yield* history.recordReceived({ id: inner.id, peer: peerKey, text: inner.text, at, mode: "noise" })
+                .pipe(
+                  Effect.catch((e) =>
+                    Effect.gen(function*() {
+                      storageFailures++
+                      const message = `could not store a secure message from ${who} (${ch.label}), not acknowledged: ${e.message}`
+                      yield* Effect.logError(`responder: ${message}`)
+                      yield* events.publish({ event: "error", message })
+                      return undefined
+                    })
+                  )
+                )
+              if (stored === undefined) continue
+              yield* channel.send({ type: "ack", id: inner.id })
+              if (stored) {
+                received++
+                yield* events.publish({ event: "message", id: inner.id, from: who, text: inner.text, mode: "noise", at: at.toISOString() })
+              } else {
+                duplicates++
+              }
+            }
+          })
+          return yield* session.pipe(
+            Effect.provideService(Crypto, crypto),
+            Effect.provideService(History, history),
+            Effect.catch(sessionFailed)
+          )
+        })
 
       const serve = (ch: FrameChannel) =>
         Effect.gen(function*() {

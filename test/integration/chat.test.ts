@@ -2,7 +2,8 @@
  * Chat end to end, in-process: nodes built from the role layers with testConfig (bind
  * 127.0.0.1, OS-chosen ports), real TCP sockets on loopback, temp data dirs. Classic peers
  * are simulated with node:net. Peers are put into a node's registry directly (as Discovery
- * would), always at 127.0.0.1. Every wait is bounded.
+ * would), always at 127.0.0.1, without an `id`, so the default mode to them is plain (the
+ * secure sessions have their own file, secure.test.ts). Every wait is bounded.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Option, Scope, Stream } from "effect"
@@ -13,6 +14,7 @@ import * as path from "node:path"
 import { CLASSIC_WARNING, classicDecrypt, classicEncrypt, classicKey24, classicShared } from "../../src/domain/Classic.ts"
 import { baseLayer, clientRole, nodeRole, respondRole, storeOf } from "../../src/layers/Node.ts"
 import { type NodeConfig, testConfig } from "../../src/services/Config.ts"
+import { cryptoLayer } from "../../src/services/Crypto.ts"
 import { Events, type UiEvent } from "../../src/services/Events.ts"
 import { History, type HistoryEntry, historyLayer } from "../../src/services/History.ts"
 import {
@@ -110,6 +112,7 @@ const startSender = (name: string, dataDir: string) =>
     const config = testConfig({ name, dataDir })
     const layer = initiatorLayer.pipe(
       Layer.provideMerge(peerRegistryLayer),
+      Layer.provideMerge(cryptoLayer),
       Layer.provideMerge(historyLayer),
       Layer.provideMerge(storeOf(config)),
       Layer.provideMerge(baseLayer(config))
@@ -278,18 +281,26 @@ describe("chat between p2pchat nodes", () => {
       assert.strictEqual((yield* bob.responder.stats).accepted, 2)
     }))
 
-  it.live("an unknown user and a secure send fail with clear reasons, and nothing is stored", () =>
+  it.live("an unknown user, a secure send to a classic peer and a too long text fail with clear reasons, and nothing is stored", () =>
     Effect.gen(function*() {
       const alice = yield* startNode("alice", yield* tempDir("alice"))
       const unknown = yield* Effect.flip(alice.initiator.send("bob", "anyone?"))
       assert.strictEqual(unknown.reason, "UnknownUser")
       assert.strictEqual(unknown.message, "no user 'bob' is online; 'users' lists who is")
-      yield* meet(alice.registry, "bob", yield* closedPort)
-      const secure = yield* Effect.flip(alice.initiator.send("bob", "psst", "secure"))
+      yield* meetClassic(alice.registry, "dave", yield* closedPort)
+      const secure = yield* Effect.flip(alice.initiator.send("dave", "psst", "secure"))
       assert.strictEqual(secure.reason, "Unsupported")
+      assert.include(secure.message, "dave runs a classic chat program")
+      assert.include(secure.message, "only classic")
+      assert.include(secure.message, "NOT secure")
+      assert.include(secure.message, "unsecure")
+      yield* meet(alice.registry, "bob", yield* closedPort)
       const tooLong = yield* Effect.flip(alice.initiator.send("bob", "x".repeat(50_000)))
       assert.strictEqual(tooLong.reason, "Refused")
       assert.include(tooLong.message, "too long")
+      const tooLongSecure = yield* Effect.flip(alice.initiator.send("bob", "x".repeat(50_000), "secure"))
+      assert.strictEqual(tooLongSecure.reason, "Refused")
+      assert.include(tooLongSecure.message, "too long for one secure frame")
       assert.deepStrictEqual(yield* conversation(alice), [])
     }))
 
@@ -655,6 +666,7 @@ describe("responder under load and abuse", () => {
       const config = testConfig({ name: "other", dataDir: yield* tempDir("other"), tcpPort: bob.port })
       const layer = responderLayer.pipe(
         Layer.provideMerge(peerRegistryLayer),
+        Layer.provideMerge(cryptoLayer),
         Layer.provideMerge(historyLayer),
         Layer.provideMerge(storeOf(config)),
         Layer.provideMerge(baseLayer(config))
