@@ -10,6 +10,7 @@ import { usernameProblem } from "./domain/Presence.ts"
 import { announceRole, clientRole, discoverRole, nodeRole, respondRole, storeOf } from "./layers/Node.ts"
 import { type NodeConfig, type RawOptions, resolveConfig, UsageError } from "./services/Config.ts"
 import { idToKey, loadOrCreateIdentity } from "./services/Crypto.ts"
+import { CLASSIC_WARNING } from "./domain/Classic.ts"
 import { fingerprint } from "./domain/Fingerprint.ts"
 import { usernameKey } from "./domain/Presence.ts"
 import { Events } from "./services/Events.ts"
@@ -192,6 +193,7 @@ const send = Command.make("send", {
       const initiator = yield* Initiator
       return yield* initiator.send(p.user, p.text.join(" "), mode)
     }).pipe(Effect.scoped, Effect.provide(clientRole(config)))
+    if (result.mode === "classic-3des") yield* Effect.sync(() => process.stderr.write(`p2pchat: warning: ${CLASSIC_WARNING}\n`))
     if (config.json) yield* printLine(JSON.stringify(result))
     else yield* printLine(result.state === "delivered" ? `delivered to ${result.peer}` : `sent to ${result.peer} (classic peers do not confirm delivery)`)
   })).pipe(Command.withDescription("send one message; exit 0 once delivered (acked), or sent to a classic peer"))
@@ -225,6 +227,8 @@ const trust = Command.make("trust", {
       }
       yield* trustKey(usernameKey(p.user), idToKey(id))
       yield* printLine(`trusted ${p.user}'s key: ${fingerprint(idToKey(id))}`)
+      const sent = yield* (yield* Initiator).retryPending(p.user)
+      if (sent > 0) yield* printLine(`${sent} waiting message(s) delivered`)
     }).pipe(Effect.scoped, Effect.provide(clientRole(config)))
   })).pipe(Command.withDescription("accept a peer's changed key after checking its fingerprint"))
 

@@ -12,6 +12,8 @@ import { Events, type UiEvent } from "./Events.ts"
 
 export type RegistryChange =
   | { readonly _tag: "Appeared"; readonly peer: Peer }
+  /** A known peer announced again, with nothing else changed. */
+  | { readonly _tag: "Heard"; readonly peer: Peer }
   | { readonly _tag: "StatusChanged"; readonly peer: Peer }
   | { readonly _tag: "Moved"; readonly peer: Peer; readonly from: string }
   | { readonly _tag: "Expired"; readonly peer: Peer }
@@ -168,6 +170,7 @@ export const peerRegistryLayer: Layer.Layer<PeerRegistry, never, Config> = Layer
           emit({ _tag: "Moved", peer: entry.peer, from: `${before.address}:${before.port}` })
         }
         if (before.status !== entry.peer.status) emit({ _tag: "StatusChanged", peer: entry.peer })
+        else emit({ _tag: "Heard", peer: entry.peer })
         return "known" as const
       })
 
@@ -204,11 +207,13 @@ export const peerRegistryLayer: Layer.Layer<PeerRegistry, never, Config> = Layer
   })
 )
 
-/** A registry change as the user interface shows it. */
-export const changeToEvent = (change: RegistryChange, fingerprintOf = fingerprintOfId): UiEvent => {
+/** A registry change as the user interface shows it; none for a peer merely heard again. */
+export const changeToEvent = (change: RegistryChange, fingerprintOf = fingerprintOfId): UiEvent | undefined => {
   const p = change.peer
   const base = { event: "peer" as const, username: p.username, address: p.address, port: p.port, proto: p.proto, fingerprint: fingerprintOf(p.id) }
   switch (change._tag) {
+    case "Heard":
+      return undefined
     case "Appeared":
     case "StatusChanged":
     case "Moved":
@@ -232,6 +237,9 @@ export const registryEventsLayer: Layer.Layer<never, never, PeerRegistry | Event
     const registry = yield* PeerRegistry
     const events = yield* Events
     const changes = yield* registry.changes
-    yield* Effect.forkScoped(Stream.runForEach(changes, (c) => events.publish(changeToEvent(c))))
+    yield* Effect.forkScoped(Stream.runForEach(changes, (c) => {
+      const event = changeToEvent(c)
+      return event === undefined ? Effect.void : events.publish(event)
+    }))
   })
 )

@@ -168,6 +168,8 @@ export const runConsole = Effect.gen(function*() {
       if (id === undefined) return yield* say(`! ${user} is not announcing a key now; trust needs the peer online`)
       yield* trustKey(usernameKey(user), idToKey(id))
       yield* say(`trusted ${user}'s key ${fingerprint(idToKey(id))}`)
+      // Messages that waited for this decision go now.
+      yield* Effect.forkScoped(initiator.retryPending(user))
     }).pipe(Effect.catch((e) => say(`! ${e.message}`)))
 
   const setAway = (away: boolean) =>
