@@ -10,7 +10,7 @@
  */
 import { spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { type CliProcess, runCli, type RunResult, spawnCli } from "../support/cli.ts"
+import { type CliProcess, runCli, type RunResult, spawnCli, type SpawnOptions } from "../support/cli.ts"
 
 export const NETNS_PREFIX = "p2pc-"
 const NAME = /^p2pc-(?:br|h\d+)-(\d+)-[0-9a-f]+$/
@@ -78,8 +78,11 @@ export interface Host {
   readonly exec: (argv: ReadonlyArray<string>, timeoutMs?: number) => { readonly status: number | null; readonly stdout: string; readonly stderr: string }
   /** Starts `argv` inside this host, collected and stopped like spawnCli. */
   readonly spawn: (argv: ReadonlyArray<string>) => CliProcess
-  /** `node bin/p2pchat.js ...args` run inside this host, collected like spawnCli. */
-  readonly spawnCli: (args: ReadonlyArray<string>) => CliProcess
+  /**
+   * `node bin/p2pchat.js ...args` run inside this host, collected like spawnCli; with
+   * `stdin: "pipe"` the test types at its console through `input`.
+   */
+  readonly spawnCli: (args: ReadonlyArray<string>, options?: { readonly stdin?: SpawnOptions["stdin"] }) => CliProcess
   /** A one-shot `node bin/p2pchat.js ...args` inside this host. */
   readonly runCli: (args: ReadonlyArray<string>, timeoutMs?: number) => Promise<RunResult>
 }
@@ -88,6 +91,12 @@ export interface Lan {
   readonly bridgeNs: string
   readonly subnet: string
   readonly hosts: ReadonlyArray<Host>
+  /**
+   * Plugs a host's cable out (false) or back in (true): sets the bridge end of its veth pair
+   * down or up. The host keeps its address and its eth0 configuration; it just stops
+   * hearing and being heard, as when a cable is pulled or the Wi-Fi drops.
+   */
+  readonly setLink: (host: Host, up: boolean) => void
   /** Kills what runs in the namespaces and deletes them; safe to call twice. */
   readonly teardown: () => void
 }
@@ -142,11 +151,15 @@ export const createLan = (hosts: number, options: { readonly subnet?: string } =
           return { status: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "" }
         },
         spawn: (argv) => spawnCli(argv.slice(1), { command: command(argv.slice(0, 1)) }),
-        spawnCli: (args) => spawnCli(args, { command: [...cli, "bin/p2pchat.js"] }),
+        spawnCli: (args, options = {}) =>
+          spawnCli(args, { command: [...cli, "bin/p2pchat.js"], ...(options.stdin !== undefined ? { stdin: options.stdin } : {}) }),
         runCli: (args, timeoutMs = 10_000) => runCli(args, { command: [...cli, "bin/p2pchat.js"], timeoutMs })
       })
     }
-    return { bridgeNs, subnet, hosts: list, teardown }
+    const setLink = (host: Host, up: boolean) => {
+      ip(["-n", bridgeNs, "link", "set", `vh${host.index}`, up ? "up" : "down"])
+    }
+    return { bridgeNs, subnet, hosts: list, setLink, teardown }
   } catch (e) {
     teardown()
     throw e

@@ -136,6 +136,11 @@ export interface CliProcess {
   readonly waitForJson: (match: (value: any) => boolean, timeoutMs?: number) => Promise<{ readonly value: any; readonly at: number }>
   readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
   readonly running: () => boolean
+  /**
+   * Writes each line, followed by a newline, to the process's standard input (spawned with
+   * `stdin: "pipe"`), as a user typing at the console would.
+   */
+  readonly input: (...lines: ReadonlyArray<string>) => void
   /** SIGTERM (or the given signal), then SIGKILL after 2 s; resolves once it exited. */
   readonly stop: (signal?: NodeJS.Signals) => Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
 }
@@ -156,6 +161,8 @@ export const spawnCli = (args: ReadonlyArray<string>, options: SpawnOptions = {}
     env: cleanEnv(options.env),
     stdio: [options.stdin ?? "ignore", "pipe", "pipe"]
   })
+  // A node that exits while the test still types must not crash the runner with EPIPE.
+  child.stdin?.on("error", () => {})
   const startedAt = Date.now()
   const stdout: Array<string> = []
   const stdoutAt: Array<number> = []
@@ -265,6 +272,12 @@ export const spawnCli = (args: ReadonlyArray<string>, options: SpawnOptions = {}
     },
     exited,
     running: () => exitInfo === undefined,
+    input: (...lines) => {
+      const stdin = child.stdin
+      if (stdin === null) throw new Error("input: the process was not spawned with stdin: \"pipe\"")
+      if (exitInfo !== undefined || stdin.destroyed) throw new Error(`input: the process has exited\n${describe()}`)
+      stdin.write(lines.map((l) => `${l}\n`).join(""))
+    },
     stop
   }
   live.add(proc)
