@@ -1,7 +1,8 @@
 /**
  * registry-10k-memory: a whole p2pchat node (nodeRole, as `p2pchat start` builds it) hears
- * 10,000 distinct announcements as real UDP datagrams on loopback; the figure is the heap
- * it holds afterwards beyond what it held before, both measured after a full GC.
+ * 10,000 distinct announcements as real UDP datagrams on loopback (from 250 loopback source
+ * addresses, as from a LAN of many hosts); the figure is the heap it holds afterwards
+ * beyond what it held before, both measured after a full GC.
  *
  *   node --expose-gc dist/bench/registry.js --data-dir DIR [--count 10000]
  * Prints {"extraMB", "baseMB", "afterMB", "peers", "rssMB", "ms"}.
@@ -35,26 +36,37 @@ const program = Effect.gen(function*() {
   const { port } = yield* PresenceSocket
   yield* Effect.sleep("300 millis") // the node's own start-up work (first announcement, snapshot) settles
   const baseMB = yield* settledHeap
-  const sender = dgram.createSocket("udp4")
-  yield* Effect.promise(() => new Promise<void>((r) => sender.bind(0, "127.0.0.1", () => r())))
+  // A node holds at most 64 names per source address and reads 20 datagrams a second from
+  // one address (bursts of 40): the announcements come as from a LAN of many hosts, 40
+  // names from each of 250 loopback addresses (127.1.0.1 ... 127.1.0.250; all of 127/8
+  // is loopback), each within its first burst.
+  const perAddress = 40
+  const addresses = Math.ceil(count / perAddress)
+  if (addresses > 250) return yield* Effect.die("at most 10,000 announcements (250 addresses x 40)")
+  const senders: Array<dgram.Socket> = []
+  for (let a = 0; a < addresses; a++) {
+    const socket = dgram.createSocket("udp4")
+    yield* Effect.promise(() => new Promise<void>((r) => socket.bind(0, `127.1.0.${a + 1}`, () => r())))
+    senders.push(socket)
+  }
   const t0 = performance.now()
   const deadline = Date.now() + 60_000
   let sent = 0
-  // Batches small enough for the socket buffers; the next batch goes once the registry has them.
-  while (sent < count) {
-    const batch = Math.min(200, count - sent)
-    for (let i = 0; i < batch; i++) {
-      const n = sent + i
-      const datagram = JSON.stringify({
-        username: `peer-${String(n).padStart(5, "0")}`,
-        proto: "p2pchat/1",
-        port: 10_000 + (n % 50_000),
-        status: "online",
-        id: randomBytes(32).toString("base64url")
-      })
-      sender.send(datagram, port, "127.0.0.1")
+  // A batch of 25 addresses (1,000 datagrams) fits the socket buffer; the next goes once
+  // the registry has them all.
+  for (let first = 0; first < addresses; first += 25) {
+    for (let a = first; a < Math.min(first + 25, addresses); a++) {
+      for (let i = 0; i < perAddress && sent < count; i++, sent++) {
+        const datagram = JSON.stringify({
+          username: `peer-${String(sent).padStart(5, "0")}`,
+          proto: "p2pchat/1",
+          port: 10_000 + (sent % 50_000),
+          status: "online",
+          id: randomBytes(32).toString("base64url")
+        })
+        senders[a]!.send(datagram, port, "127.0.0.1")
+      }
     }
-    sent += batch
     for (;;) {
       const { peers } = yield* registry.stats
       if (peers >= sent) break
@@ -63,7 +75,7 @@ const program = Effect.gen(function*() {
     }
   }
   const ms = performance.now() - t0
-  sender.close()
+  for (const socket of senders) socket.close()
   yield* Effect.sleep("600 millis") // the snapshot flush (every 250 ms) has written them all
   const afterMB = yield* settledHeap
   const { peers } = yield* registry.stats

@@ -5,7 +5,7 @@
  * with `Initiator.send`, one at a time: each call stores the message as pending, sends it,
  * waits for the ack and marks it delivered, exactly what the console's `msg` does.
  *
- *   node dist/bench/sender.js --data-dir DIR --peer-udp PORT --peer bob --mode secure|plain [--tcp-port P]
+ *   node dist/bench/sender.js --data-dir DIR --peer-udp PORT --peer bob --mode secure|plain
  *        [--seconds S --runs R --warmup W]          throughput: messages/s per run
  *        [--rate 200 --count N --runs R]            latency: p99 ms per run (paced)
  * Prints {"runs": [...], "unit": ...} or {"error": "..."}.
@@ -21,7 +21,6 @@ const { values: opt } = parseArgs({
   options: {
     "data-dir": { type: "string" },
     "peer-udp": { type: "string" },
-    "tcp-port": { type: "string", default: "0" },
     peer: { type: "string", default: "bob" },
     name: { type: "string", default: "alice" },
     mode: { type: "string", default: "secure" },
@@ -96,7 +95,6 @@ const program = Effect.gen(function*() {
 const config = testConfig({
   dataDir: opt["data-dir"]!,
   name: opt.name,
-  tcpPort: Number(opt["tcp-port"]),
   targets: [{ host: "127.0.0.1", port: Number(opt["peer-udp"]) }],
   logLevel: "warning"
 })

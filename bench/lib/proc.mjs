@@ -2,7 +2,6 @@
 // ends (normally, on error or on a signal); ports the OS chose are read from /proc.
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as net from "node:net"
 
 const children = new Set()
 
@@ -144,17 +143,3 @@ export const runJson = async (cmd, args, { timeoutMs, env } = {}) => {
   return JSON.parse(last)
 }
 
-/**
- * A TCP port the OS chose (bound to port 0 on 127.0.0.1, then released) for `--tcp-port`.
- * Needed because a node started with `--tcp-port 0` announces `"port": 0`, which every
- * peer rejects (the announcer uses the configured port, not the bound one).
- */
-export const freePort = () =>
-  new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
-    })
-  })
