@@ -92,6 +92,7 @@ export const peerSnapshotLayer: Layer.Layer<never, never, PeerRegistry | Store> 
     const remove = db.prepare("DELETE FROM peers WHERE username = ?")
     // What was last written, per peer, so a flush writes only what changed.
     const written = new Map<string, Peer>()
+    let failures = 0
     const flush = Effect.gen(function*() {
       const peers = yield* registry.list
       const live = new Set<string>()
@@ -127,7 +128,16 @@ export const peerSnapshotLayer: Layer.Layer<never, never, PeerRegistry | Store> 
             for (const k of gone) written.delete(k)
           })
         ),
-        Effect.catch((e) => Effect.logWarning(`registry: could not save peers: ${String(e.cause ?? e)}`))
+        Effect.tap(() => {
+          if (failures === 0) return Effect.void
+          const n = failures
+          failures = 0
+          return Effect.logInfo(`registry: peers saved again after ${n} failed attempt(s)`)
+        }),
+        // Logged once when saving starts failing (a full disk), not four times a second.
+        Effect.catch((e) =>
+          failures++ === 0 ? Effect.logWarning(`registry: could not save peers: ${String(e.cause ?? e)}`) : Effect.void
+        )
       )
     })
     // This node's registry is now the authority: forget what an earlier run saved.

@@ -243,12 +243,52 @@ const probeWritable = (db: Database.Database): void => {
   }
 }
 
+/** True when the file's SQLite header carries our application_id (offset 68, big-endian). */
+const headerSaysOurs = (file: string): boolean => {
+  let fd: number | undefined
+  try {
+    fd = fs.openSync(file, "r")
+    const header = Buffer.alloc(100)
+    return fs.readSync(fd, header, 0, 100, 0) === 100 &&
+      header.subarray(0, 16).toString("latin1") === "SQLite format 3\u0000" &&
+      header.readUInt32BE(68) === APPLICATION_ID
+  } catch {
+    return false
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd)
+  }
+}
+
+/**
+ * The identity checks on a read-only connection, for an existing file not marked as ours.
+ * SQLite may create the -wal and -shm side files to read a WAL database; those it created
+ * are removed again, so a refused file is left exactly as it was.
+ */
+const verifyReadOnly = (file: string): void => {
+  if (!fs.existsSync(file) || fs.statSync(file).size === 0) return
+  const sideFiles = [`${file}-wal`, `${file}-shm`].filter((f) => !fs.existsSync(f))
+  const readOnly = new Database(file, { readonly: true, fileMustExist: true, timeout: BUSY_TIMEOUT_MS })
+  try {
+    verifyIdentity(readOnly, file)
+  } finally {
+    readOnly.close()
+    for (const f of sideFiles) if (fs.existsSync(f) && (!f.endsWith("-wal") || fs.statSync(f).size === 0)) fs.rmSync(f)
+  }
+}
+
 const open = (dataDir: string): { readonly db: Database.Database; readonly file: string } => {
   const dir = path.resolve(dataDir)
   const file = path.join(dir, DB_FILE_NAME)
   try {
     ensureDataDir(dir)
     ensureFileWritable(file)
+  } catch (e) {
+    throw toStoreError(dir, file, e)
+  }
+  // A file that is not marked as ours is checked on a read-only connection first: closing
+  // a read-write connection would checkpoint a foreign program's WAL into its database.
+  try {
+    if (!headerSaysOurs(file)) verifyReadOnly(file)
   } catch (e) {
     throw toStoreError(dir, file, e)
   }
