@@ -52,27 +52,29 @@ export const announceRole = (config: NodeConfig) =>
     Layer.provideMerge(baseLayer(config))
   )
 
-/** `p2pchat discover`: discovery, the registry and its snapshot, shown through Events. */
-export const discoverRole = (config: NodeConfig) =>
-  Layer.mergeAll(discoveryLayer, peerSnapshotLayer, registryEventsLayer).pipe(
-    Layer.provideMerge(peerRegistryLayer),
-    Layer.provideMerge(presenceSocketLayer),
-    Layer.provideMerge(cryptoLayer),
-    Layer.provideMerge(historyLayer),
+/** Keys, the database and history: what every role that chats or remembers needs. */
+const storage = (config: NodeConfig) =>
+  Layer.mergeAll(cryptoLayer, historyLayer).pipe(
     Layer.provideMerge(storeOf(config)),
     Layer.provideMerge(baseLayer(config))
   )
 
+/** The presence socket and the live registry, over storage. */
+const listening = (config: NodeConfig) =>
+  peerRegistryLayer.pipe(
+    Layer.provideMerge(presenceSocketLayer),
+    Layer.provideMerge(storage(config))
+  )
+
+/** Discovery feeding the registry, its snapshot for other processes, and its events. */
+const discovering = Layer.mergeAll(discoveryLayer, peerSnapshotLayer, registryEventsLayer)
+
+/** `p2pchat discover`: discovery, the registry and its snapshot, shown through Events. */
+export const discoverRole = (config: NodeConfig) => discovering.pipe(Layer.provideMerge(listening(config)))
+
 /** Presence both ways: announcer, discovery, registry and its snapshot. */
 export const presenceRole = (config: NodeConfig) =>
-  Layer.mergeAll(announcerLayer, discoveryLayer, peerSnapshotLayer, registryEventsLayer).pipe(
-    Layer.provideMerge(peerRegistryLayer),
-    Layer.provideMerge(presenceSocketLayer),
-    Layer.provideMerge(cryptoLayer),
-    Layer.provideMerge(historyLayer),
-    Layer.provideMerge(storeOf(config)),
-    Layer.provideMerge(baseLayer(config))
-  )
+  Layer.mergeAll(announcerLayer, discovering).pipe(Layer.provideMerge(listening(config)))
 
 /** The announcer of a whole node: it announces the TCP port the responder bound (the OS's choice for port 0). */
 const announcerOfResponder = Layer.unwrap(Effect.gen(function*() {
@@ -90,13 +92,8 @@ const announcerOfResponder = Layer.unwrap(Effect.gen(function*() {
 export const nodeRole = (config: NodeConfig) =>
   Layer.mergeAll(announcerOfResponder, initiatorLayer).pipe(
     Layer.provideMerge(responderLayer),
-    Layer.provideMerge(Layer.mergeAll(discoveryLayer, peerSnapshotLayer, registryEventsLayer)),
-    Layer.provideMerge(peerRegistryLayer),
-    Layer.provideMerge(presenceSocketLayer),
-    Layer.provideMerge(cryptoLayer),
-    Layer.provideMerge(historyLayer),
-    Layer.provideMerge(storeOf(config)),
-    Layer.provideMerge(baseLayer(config))
+    Layer.provideMerge(discovering),
+    Layer.provideMerge(listening(config))
   )
 
 /**
@@ -105,14 +102,7 @@ export const nodeRole = (config: NodeConfig) =>
  * announce, and it does not write the peer snapshot (a `discover` beside it may).
  */
 export const respondRole = (config: NodeConfig) =>
-  Layer.mergeAll(responderLayer, discoveryLayer).pipe(
-    Layer.provideMerge(peerRegistryLayer),
-    Layer.provideMerge(presenceSocketLayer),
-    Layer.provideMerge(cryptoLayer),
-    Layer.provideMerge(historyLayer),
-    Layer.provideMerge(storeOf(config)),
-    Layer.provideMerge(baseLayer(config))
-  )
+  Layer.mergeAll(responderLayer, discoveryLayer).pipe(Layer.provideMerge(listening(config)))
 
 /**
  * `p2pchat send` and `p2pchat chat`, run beside a node that owns the ports: the initiator
@@ -121,8 +111,5 @@ export const respondRole = (config: NodeConfig) =>
 export const clientRole = (config: NodeConfig) =>
   initiatorLayer.pipe(
     Layer.provideMerge(snapshotRegistryLayer),
-    Layer.provideMerge(cryptoLayer),
-    Layer.provideMerge(historyLayer),
-    Layer.provideMerge(storeOf(config)),
-    Layer.provideMerge(baseLayer(config))
+    Layer.provideMerge(storage(config))
   )
