@@ -3,7 +3,7 @@
  * objects of a secure session. Each is a Schema, decoded at the edge.
  */
 import { Result, Schema } from "effect"
-import { Username } from "./Presence.ts"
+import { oneLine, Username } from "./Presence.ts"
 
 /** A message id: a UUID from p2pchat senders; any short printable token is accepted. */
 export const MessageId = Schema.String.check(
@@ -69,7 +69,6 @@ const decoders: ReadonlyArray<readonly [string, Frame["_tag"], (u: unknown) => R
   ["ack", "Ack", Schema.decodeUnknownResult(AckFrame)]
 ]
 
-const oneLine = (s: string) => s.replace(/\s+/g, " ").slice(0, 200)
 
 /** Parses JSON text (one frame from the splitter); the failure is a reason for the log. */
 export const parseJsonObject = (text: string): Result.Result<object, string> => {

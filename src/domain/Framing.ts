@@ -58,7 +58,10 @@ export class JsonSplitter {
     let start = 0
     let limit = this.maxBytes - this.partLen
     const n = chunk.length
-    let nextBackslash = -1 // cached index of the next backslash in `chunk` (n if none)
+    // Cached indexes of the next quote and backslash in `chunk` (n if none), so that a
+    // string full of escapes is scanned once, not once per escape.
+    let nextQuote = -1
+    let nextBackslash = -1
     for (let i = 0; i < n; i++) {
       const b = chunk[i]!
       if (depth === 0) {
@@ -77,13 +80,15 @@ export class JsonSplitter {
         else if (b === QUOTE) inString = false
         else {
           // Fast path: jump (natively) to just before the next quote or backslash.
-          let q = chunk.indexOf(QUOTE, i + 1)
-          if (q < 0) q = n
+          if (nextQuote <= i) {
+            nextQuote = chunk.indexOf(QUOTE, i + 1)
+            if (nextQuote < 0) nextQuote = n
+          }
           if (nextBackslash <= i) {
             nextBackslash = chunk.indexOf(BSLASH, i + 1)
             if (nextBackslash < 0) nextBackslash = n
           }
-          i = (q < nextBackslash ? q : nextBackslash) - 1
+          i = (nextQuote < nextBackslash ? nextQuote : nextBackslash) - 1
           if (i >= limit) return this.fail(frames, { _tag: "FrameTooLarge", limit: this.maxBytes })
         }
         continue

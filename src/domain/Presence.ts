@@ -11,12 +11,16 @@ export const USERNAME_MAX = 32
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/u
 
+/** Node 20 has these; TypeScript's ES2022 library does not declare them yet. */
+export type WellFormed = string & { isWellFormed(): boolean; toWellFormed(): string }
+
 /** Why a username is not acceptable, or undefined when it is. */
 export const usernameProblem = (name: string): string | undefined => {
   const length = [...name].length
   if (length < 1) return "a username needs at least 1 character"
   if (length > USERNAME_MAX) return `a username has at most ${USERNAME_MAX} characters`
   if (CONTROL.test(name)) return "a username cannot contain control characters"
+  if (!(name as WellFormed).isWellFormed()) return "a username must be valid Unicode (no lone surrogates)"
   if (name.trim() !== name) return "a username cannot start or end with spaces"
   return undefined
 }
@@ -60,7 +64,7 @@ const utf8 = new TextDecoder("utf-8", { fatal: true })
 /** Decodes one UDP payload; the failure is a short reason fit for a log line. */
 export const decodePresence = (payload: Uint8Array): Result.Result<PresenceDatagram, string> => {
   if (payload.byteLength > MAX_DATAGRAM_BYTES) {
-    return Result.fail(`datagram of ${payload.byteLength} bytes exceeds ${MAX_DATAGRAM_BYTES}`)
+    return Result.fail(`oversized: ${payload.byteLength} bytes, more than ${MAX_DATAGRAM_BYTES}`)
   }
   let json: unknown
   try {
@@ -86,7 +90,14 @@ export const decodePresence = (payload: Uint8Array): Result.Result<PresenceDatag
   return Result.fail("neither an announcement nor a bye")
 }
 
-const oneLine = (s: string) => s.replace(/\s+/g, " ").slice(0, 200)
+/**
+ * A reason fit for one log line: white space folded, control characters escaped (peers'
+ * bytes end up in reasons, and a terminal escape must not reach the terminal), capped.
+ */
+export const oneLine = (s: string): string =>
+  s.replace(/\s+/g, " ")
+    .replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)
+    .slice(0, 200)
 
 export const isP2pchat = (proto: string | undefined): boolean => proto !== undefined && proto.startsWith("p2pchat/")
 

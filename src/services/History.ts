@@ -5,6 +5,7 @@
  */
 import type Database from "better-sqlite3"
 import { Context, Data, Effect, Layer, Option } from "effect"
+import type { WellFormed } from "../domain/Presence.ts"
 import { Store } from "./Store.ts"
 
 export type Mode = "plain" | "classic-3des" | "noise"
@@ -143,7 +144,9 @@ const makeHistory = (db: Database.Database): HistoryShape => {
   const bindMessage = (m: NewMessage) => ({
     id: m.id,
     peer: m.peer,
-    text: m.text,
+    // A lone surrogate (a JSON escape like \ud800) would be stored as WTF-8 and read back
+    // as three U+FFFD; store what will be read back.
+    text: (m.text as WellFormed).toWellFormed(),
     // toISOString throws on an invalid Date: caught by attempt, reported as a HistoryError
     at: m.at.toISOString(),
     mode: m.mode

@@ -252,7 +252,7 @@ describe("presence between two nodes on loopback", () => {
     // Each kind from its own loopback source, since warnings are limited per sender.
     const kinds: ReadonlyArray<{ from: string; payloads: ReadonlyArray<Uint8Array | string>; reason: RegExp }> = [
       { from: "127.0.0.2", payloads: ["not json at all", "{", "{\"username\": \"bob\""], reason: /not UTF-8 JSON/ },
-      { from: "127.0.0.3", payloads: [oversize], reason: /exceeds 1024/ },
+      { from: "127.0.0.3", payloads: [oversize], reason: /oversized: \d+ bytes, more than 1024/ },
       {
         from: "127.0.0.4",
         payloads: [

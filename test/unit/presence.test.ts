@@ -109,7 +109,7 @@ describe("decodePresence refuses", () => {
     const over = enc(JSON.stringify({ username: "alice", pad: "x".repeat(MAX_DATAGRAM_BYTES + 1 - base.length) }))
     expect(over.byteLength).toBe(MAX_DATAGRAM_BYTES + 1)
     expect(refused(over)).toMatch(/1025 bytes/)
-    expect(refused(new Uint8Array(65_000).fill(0x20))).toMatch(/exceeds/)
+    expect(refused(new Uint8Array(65_000).fill(0x20))).toMatch(/oversized/)
   })
 
   it("bytes that are not JSON", () => {
