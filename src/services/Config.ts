@@ -36,7 +36,33 @@ export interface NodeConfig {
   readonly maxPeersPerAddress: number
   /** Presence datagrams a second accepted from one source address (bursts of twice that). */
   readonly presenceRatePerAddress: number
+  /**
+   * Chat connections the responder keeps open at once. At the cap a new connection is
+   * accepted and closed at once (Responder.ts says which one goes: the oldest connection
+   * still without a first frame, or else the newcomer).
+   */
+  readonly maxConnections: number
+  /** A connection must complete its first frame (and a secure one its handshake) this soon after it opens. */
+  readonly firstFrameTimeoutMs: number
+  /** A session that completes no frame for this long is closed. */
+  readonly idleTimeoutMs: number
+  /** Bytes the responder buffers for one incomplete frame (at most the protocol's 64 KiB frame cap). */
+  readonly maxFrameBytes: number
+  /**
+   * Outgoing messages kept in memory while they cannot be stored (disk full, data dir not
+   * writable); beyond this a send that cannot be stored is refused.
+   */
+  readonly maxUnstoredMessages: number
 }
+
+/** The limits' defaults (issue 6, "Resource limits"); resolveConfig and testConfig use them. */
+export const DEFAULT_LIMITS = {
+  maxConnections: 1024,
+  firstFrameTimeoutMs: 10_000,
+  idleTimeoutMs: 5 * 60_000,
+  maxFrameBytes: 64 * 1024,
+  maxUnstoredMessages: 1000
+} as const
 
 export class Config extends Context.Service<Config, NodeConfig>()("p2pchat/Config") {}
 
@@ -141,7 +167,8 @@ const resolve = (raw: RawOptions, env: NodeJS.ProcessEnv): NodeConfig => {
     logLevel: logLevel as LogLevel,
     maxPeers: 10_000,
     maxPeersPerAddress: 64,
-    presenceRatePerAddress: 20
+    presenceRatePerAddress: 20,
+    ...DEFAULT_LIMITS
   }
 }
 
@@ -171,5 +198,6 @@ export const testConfig = (overrides: Partial<NodeConfig> & { readonly dataDir: 
   maxPeers: 10_000,
   maxPeersPerAddress: 64,
   presenceRatePerAddress: 20,
+  ...DEFAULT_LIMITS,
   ...overrides
 })

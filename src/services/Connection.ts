@@ -29,14 +29,18 @@ export type EndReason =
   | "Unsupported" // a dialect this node does not speak, or a secure session it cannot serve
   | "Handshake" // a secure handshake that failed (bad message, wrong proto, timeout)
   | "KeyChanged" // a secure peer whose key differs from the one pinned for its name
+  | "Timeout" // a responder limit: no first frame (or handshake) in time, or an idle session
 
 export class ConnectionEnded extends Data.TaggedError("ConnectionEnded")<{
   readonly reason: EndReason
   readonly message: string
 }> {}
 
-/** Reasons that mean the peer sent something wrong (logged as warnings and counted). */
-export const isBadInput = (reason: EndReason): boolean => reason !== "Closed" && reason !== "Io"
+/**
+ * Reasons that mean the peer sent something wrong (logged as warnings and counted). A
+ * silent or idle peer (Timeout) sent nothing wrong: the Responder counts those as limits.
+ */
+export const isBadInput = (reason: EndReason): boolean => reason !== "Closed" && reason !== "Io" && reason !== "Timeout"
 
 export interface FrameChannel {
   /** The peer's IPv4 address (IPv4-mapped IPv6 is unwrapped). */
@@ -72,18 +76,37 @@ export const normalizeAddress = (address: string | undefined): string =>
   address === undefined ? "unknown" : address.startsWith("::ffff:") ? address.slice(7) : address
 
 /**
+ * Bytes handed to the splitter at a time. A read can bring many small frames at once; they
+ * are split a slice at a time, as `next` needs them, so the frames waiting to be decoded
+ * come from at most one slice and the rest stays as compact bytes.
+ */
+const SCAN_SLICE_BYTES = 8 * 1024
+
+/**
  * The frames of an open connection. One splitter per connection; frames are decoded one at
  * a time as `next` asks, so a session reads exactly as far as it needs.
+ *
+ * What one connection can hold of the peer's input: the unfinished frame in the splitter
+ * (at most `maxFrameBytes`, 64 KiB by default: one byte more ends the connection with
+ * FrameTooLarge), the rest of the last read (bytes), and the frames split from one slice
+ * of it. The socket is never in flowing mode: the next read happens only when all of that
+ * is used up, and meanwhile Node stops reading at its high-water mark, so the kernel's
+ * receive window closes and the peer blocks (TCP backpressure).
  */
 export const channelOf = (
   reader: Socket.Reader,
   writer: Socket.Writer,
-  remote: { readonly address: string; readonly port: number }
+  remote: { readonly address: string; readonly port: number },
+  maxFrameBytes: number = MAX_FRAME_BYTES
 ): FrameChannel => {
   const label = `${remote.address}:${remote.port}`
-  const splitter = new JsonSplitter(MAX_FRAME_BYTES)
+  const splitter = new JsonSplitter(Math.min(maxFrameBytes, MAX_FRAME_BYTES))
   let queue: Array<string> = []
   let head = 0
+  // Bytes read but not split yet: raw[rawIndex] from rawOffset on, then the rest of raw.
+  let raw: Array<Uint8Array> = []
+  let rawIndex = 0
+  let rawOffset = 0
   // Set when the stream broke after the frames still in `queue`: they are served first.
   let broken: ConnectionEnded | undefined
 
@@ -101,23 +124,43 @@ export const channelOf = (
     return new ConnectionEnded({ reason: "Io", message: `connection failed: ${socketProblem(e)}` })
   }
 
+  /** Splits buffered bytes, a slice at a time, until a frame is ready, the stream breaks or the bytes run out. */
+  const scan = (): void => {
+    while (head >= queue.length && broken === undefined && rawIndex < raw.length) {
+      const chunk = raw[rawIndex]!
+      const end = Math.min(chunk.length, rawOffset + SCAN_SLICE_BYTES)
+      const r = splitter.push(rawOffset === 0 && end === chunk.length ? chunk : chunk.subarray(rawOffset, end))
+      if (end === chunk.length) {
+        rawIndex++
+        rawOffset = 0
+      } else {
+        rawOffset = end
+      }
+      for (const f of r.frames) queue.push(f)
+      if (r.error !== undefined) {
+        broken = r.error._tag === "FrameTooLarge"
+          ? new ConnectionEnded({ reason: "FrameTooLarge", message: `frame larger than ${r.error.limit} bytes` })
+          : new ConnectionEnded({ reason: "NotJson", message: `not JSON: ${r.error.reason}` })
+      }
+    }
+    if (broken !== undefined || rawIndex >= raw.length) {
+      raw = []
+      rawIndex = 0
+      rawOffset = 0
+    }
+  }
+
   const fill: Effect.Effect<void, ConnectionEnded> = Effect.map(
     Effect.mapError(reader.pull, ended),
     (chunks) => {
-      for (const chunk of chunks) {
-        const r = splitter.push(typeof chunk === "string" ? textEncoder.encode(chunk) : chunk)
-        for (const f of r.frames) queue.push(f)
-        if (r.error !== undefined) {
-          broken = r.error._tag === "FrameTooLarge"
-            ? new ConnectionEnded({ reason: "FrameTooLarge", message: `frame larger than ${r.error.limit} bytes` })
-            : new ConnectionEnded({ reason: "NotJson", message: `not JSON: ${r.error.reason}` })
-          return
-        }
-      }
+      raw = chunks.map((chunk) => typeof chunk === "string" ? textEncoder.encode(chunk) : chunk)
+      rawIndex = 0
+      rawOffset = 0
     }
   )
 
   const next: Effect.Effect<Frame, ConnectionEnded> = Effect.suspend(() => {
+    if (head >= queue.length) scan()
     if (head < queue.length) {
       const text = queue[head++]!
       if (head === queue.length) {
@@ -142,7 +185,10 @@ export const channelOf = (
 }
 
 /** The frames of a connection the server accepted, for the rest of the enclosing scope. */
-export const acceptedChannel = (socket: Socket.Socket): Effect.Effect<FrameChannel, ConnectionEnded, Scope.Scope> =>
+export const acceptedChannel = (
+  socket: Socket.Socket,
+  maxFrameBytes: number = MAX_FRAME_BYTES
+): Effect.Effect<FrameChannel, ConnectionEnded, Scope.Scope> =>
   Effect.gen(function*() {
     const net = yield* Effect.serviceOption(NodeSocket.NetSocket)
     const address = normalizeAddress(Option.match(net, { onNone: () => undefined, onSome: (s) => s.remoteAddress }))
@@ -153,7 +199,7 @@ export const acceptedChannel = (socket: Socket.Socket): Effect.Effect<FrameChann
       Effect.mapError((e) => new ConnectionEnded({ reason: "Io", message: `connection lost before it was served: ${socketProblem(e)}` }))
     )
     const writer = yield* socket.writer
-    return channelOf(reader, writer, { address, port })
+    return channelOf(reader, writer, { address, port }, maxFrameBytes)
   })
 
 /**

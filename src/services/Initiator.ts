@@ -7,6 +7,15 @@
  * secure session with it opens (after `trust`, say). They expire after PENDING_EXPIRY_MS:
  * they are no longer retried, and stay in the history as pending.
  *
+ * A message that cannot be stored (disk full, data dir not writable, database locked) is
+ * not sent: durability first. The protocol's promise is "stored as pending, then sent": a
+ * message that left unstored would be delivered yet missing from the sender's own history,
+ * could never be marked delivered, and would be lost on our side by a restart. So it is kept
+ * in memory (at most `maxUnstoredMessages`, oldest first), the user is told (an Events
+ * warning and the SendError), and it is stored again before every later send and retry;
+ * once stored it is an ordinary pending message, sent (and acked) exactly once by id. A
+ * message to a classic peer is not kept: classic peers get one attempt only.
+ *
  * Connections are kept per (peer, dialect) as "links": one reader fiber per link routes
  * acks and key answers to whoever waits for them, so sends can be pipelined. A dialect is
  * how frames are written on a link:
@@ -33,7 +42,7 @@ import { dial, type FrameChannel, sessionIO } from "./Connection.ts"
 import { Crypto, keyId } from "./Crypto.ts"
 import { fingerprint } from "../domain/Fingerprint.ts"
 import { Events } from "./Events.ts"
-import { History, type HistoryEntry, type Mode } from "./History.ts"
+import { History, type HistoryEntry, type Mode, type NewMessage } from "./History.ts"
 import { PeerRegistry, type RegistryChange } from "./PeerRegistry.ts"
 import { initiateTrusted, MAX_INNER_BYTES, type SecureChannel, type SessionError } from "./SecureSession.ts"
 
@@ -60,7 +69,15 @@ export class Initiator extends Context.Service<Initiator, {
   readonly retryPending: (username?: string) => Effect.Effect<number>
   /** Closes the connections to a peer, or to every peer. */
   readonly close: (username?: string) => Effect.Effect<void>
+  /** Messages kept in memory because they could not be stored yet (oldest first). */
+  readonly unstored: Effect.Effect<ReadonlyArray<UnstoredMessage>>
 }>()("p2pchat/Initiator") {}
+
+/** An outgoing message that could not be stored yet (disk full...): kept in memory, not sent. */
+export interface UnstoredMessage extends NewMessage {
+  /** The peer's username as it announced it when the message was written. */
+  readonly username: string
+}
 
 /** Timers of the initiator; tests shorten them. */
 export interface InitiatorTuning {
@@ -211,6 +228,11 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
     const retrying = new Set<string>()
     /** (peer, announced id) pairs already told that secure messages wait for `trust`. */
     const toldBlocked = new Set<string>()
+    /** Messages that could not be stored yet, oldest first (see the top of this file). */
+    const unstored: Array<UnstoredMessage> = []
+    const unstoredLock = yield* Semaphore.make(1)
+    /** Why the oldest of them could not be stored, the last time it was tried. */
+    let unstoredProblem = ""
 
     const secondsText = (ms: number) => `${ms / 1000} s`
 
@@ -569,6 +591,71 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
     const unknownUser = (username: string) =>
       new SendError({ reason: "UnknownUser", message: `no user '${username}' is online; 'users' lists who is` })
 
+    /**
+     * Stores the messages kept in memory, oldest first, stopping at the first failure; how
+     * many got stored. Each one stored is an ordinary pending message from then on.
+     */
+    const storeUnstored: Effect.Effect<number> = unstoredLock.withPermit(Effect.uninterruptible(Effect.gen(function*() {
+      let stored = 0
+      let problem: string | undefined
+      while (unstored.length > 0) {
+        const m = unstored[0]!
+        const ok = yield* history.recordSent(m).pipe(
+          Effect.as(true),
+          Effect.catch((e) => Effect.sync(() => (problem = unstoredProblem = e.message, false)))
+        )
+        if (!ok) break
+        unstored.shift()
+        stored++
+      }
+      if (stored > 0) {
+        const message = `${stored} message(s) kept in memory are stored now, and are sent as pending messages` +
+          (unstored.length > 0 ? ` (${unstored.length} still wait: ${problem})` : "")
+        yield* Effect.logInfo(`initiator: ${message}`)
+        yield* events.publish({ event: "info", message })
+      } else if (problem !== undefined) {
+        yield* Effect.logDebug(`initiator: ${unstored.length} message(s) still cannot be stored: ${problem}`)
+      }
+      return stored
+    })))
+
+    /** What the user can do about a failed store, from SQLite's words. */
+    const storageAdvice = (problem: string): string =>
+      /full/i.test(problem)
+        ? "free some disk space"
+        : /locked|busy/i.test(problem)
+        ? "another program holds the database's write lock; stop it"
+        : `fix the permissions of the data dir (${config.dataDir}) and its database`
+
+    /**
+     * After a failed store: keeps a message to a p2pchat peer in memory (bounded) and fails
+     * with what happened; a message to a classic peer, or one over the bound, is refused.
+     */
+    const keepUnstored = (m: UnstoredMessage, classicPeer: boolean, problem: string): Effect.Effect<never, SendError> =>
+      Effect.gen(function*() {
+        if (classicPeer) {
+          return yield* new SendError({
+            reason: "Storage",
+            message: `could not store the message, not sent (${problem}); classic peers get one attempt, so it is not ` +
+              `kept: send it again once the disk has room or the data dir is writable`
+          })
+        }
+        if (unstored.length >= config.maxUnstoredMessages) {
+          return yield* new SendError({
+            reason: "Storage",
+            message: `could not store the message, not sent and not kept (${problem}): ${unstored.length} messages ` +
+              `already wait in memory until they can be stored, the most kept; ${storageAdvice(problem)}`
+          })
+        }
+        unstored.push(m)
+        const message = `could not store the message to ${m.username} (${problem}): kept in memory until it can be ` +
+          `stored, then sent (${unstored.length} message(s) wait); it is lost if p2pchat exits before that: ` +
+          storageAdvice(problem)
+        yield* Effect.logWarning(`initiator: ${message}`)
+        yield* events.publish({ event: "warning", message })
+        return yield* new SendError({ reason: "Storage", message })
+      })
+
     const send = (username: string, text: string, mode?: SendMode): Effect.Effect<SendResult, SendError> =>
       Effect.gen(function*() {
         const found = yield* registry.lookup(username)
@@ -612,8 +699,15 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
             })
           }
         }
-        yield* history.recordSent({ id, peer: peer.key, text, at, mode: historyMode }).pipe(
-          Effect.mapError((e) => new SendError({ reason: "Storage", message: `could not store the message, not sent: ${e.message}` }))
+        const message: UnstoredMessage = { id, peer: peer.key, text, at, mode: historyMode, username: peer.username }
+        // Messages kept in memory go first, so that the history keeps the order they were written in.
+        if (p2p && unstored.length > 0) {
+          // Stored now: they go at once, as pending messages do.
+          if ((yield* storeUnstored) > 0) yield* Effect.forkIn(retryPending(), layerScope)
+          if (unstored.length > 0) return yield* keepUnstored(message, false, unstoredProblem)
+        }
+        yield* history.recordSent(message).pipe(
+          Effect.catch((e) => keepUnstored(message, !p2p, e.message))
         )
         if (chosen === "classic") yield* events.publish({ event: "warning", message: CLASSIC_WARNING })
         if (p2p) {
@@ -673,6 +767,8 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
 
     const retryPending = (username?: string): Effect.Effect<number> =>
       Effect.gen(function*() {
+        // What waits in memory is stored first (and then sent with the rest).
+        if (unstored.length > 0) yield* storeUnstored
         const pending = yield* history.pendingFor(username === undefined ? undefined : usernameKey(username)).pipe(
           Effect.catch((e) => Effect.as(Effect.logWarning(`initiator: cannot read pending messages: ${e.message}`), []))
         )
@@ -736,6 +832,6 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
     yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(retryEveryMs), retryPending())))
     yield* Effect.addFinalizer(() => close())
 
-    return { send, retryPending, close }
+    return { send, retryPending, close, unstored: Effect.sync(() => [...unstored]) }
   })
 )

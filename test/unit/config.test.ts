@@ -43,7 +43,12 @@ describe("resolveConfig defaults", () => {
       logLevel: "info",
       maxPeers: 10_000,
       maxPeersPerAddress: 64,
-      presenceRatePerAddress: 20
+      presenceRatePerAddress: 20,
+      maxConnections: 1024,
+      firstFrameTimeoutMs: 10_000,
+      idleTimeoutMs: 5 * 60_000,
+      maxFrameBytes: 64 * 1024,
+      maxUnstoredMessages: 1000
     })
   })
 
@@ -130,7 +135,12 @@ describe("resolveConfig precedence: flags, then environment, then defaults", () 
       logLevel: "warning",
       maxPeers: 10_000,
       maxPeersPerAddress: 64,
-      presenceRatePerAddress: 20
+      presenceRatePerAddress: 20,
+      maxConnections: 1024,
+      firstFrameTimeoutMs: 10_000,
+      idleTimeoutMs: 5 * 60_000,
+      maxFrameBytes: 64 * 1024,
+      maxUnstoredMessages: 1000
     })
   })
 

@@ -1,0 +1,535 @@
+/**
+ * The responder's resource limits (issue 6, items 1 and 5), on loopback:
+ *
+ *   - load: 1,000 connections that each send one frame plus 500 slow ones held open (half a
+ *     frame, or nothing), from a child process, while a well-behaved peer (a whole node in
+ *     this process, through its Initiator) chats over a secure session: every message acked,
+ *     p99 ack latency under 50 ms, the responder still serves, the heap bounded; then the
+ *     same load under the default connection cap (1,024), where the cap holds and a peer
+ *     that connects in the middle of it still gets in;
+ *   - each limit with short values: the connection cap (10), the first-frame timeout
+ *     (200 ms: a silent connection, a slow-loris, a handshake never finished), the idle
+ *     timeout (300 ms), and the 64 KiB input cap (refused at 64 KiB + 1);
+ *   - each limit logged once when it first bites.
+ *
+ * The load's sockets live in a child process (test/support/load-clients.mjs) started under
+ * `ulimit -n 4096` where the hard limit allows: they must not share the responder's event
+ * loop (a real flood comes from other hosts) nor this process's descriptors. This process
+ * holds the responder's side of every connection; if its own limit (read from
+ * /proc/self/limits) is too low for 1,500 of them, the load is scaled down to fit and the
+ * test says so. Every wait is bounded; every socket and the child are closed at the end.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Exit, Layer, Scope, Stream } from "effect"
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
+import { MAX_FRAME_BYTES } from "../../src/domain/Framing.ts"
+import { nodeRole } from "../../src/layers/Node.ts"
+import { type NodeConfig, testConfig } from "../../src/services/Config.ts"
+import { Crypto } from "../../src/services/Crypto.ts"
+import { Events, type UiEvent } from "../../src/services/Events.ts"
+import { History } from "../../src/services/History.ts"
+import { Initiator, InitiatorTuning } from "../../src/services/Initiator.ts"
+import { PeerRegistry } from "../../src/services/PeerRegistry.ts"
+import { Responder, type ResponderStats } from "../../src/services/Responder.ts"
+
+const LOOPBACK = "127.0.0.1"
+const TUNING = { ackTimeoutMs: 2000, connectTimeoutMs: 2000, classicPauseMs: 100, handshakeTimeoutMs: 2000 }
+const LOAD_CLIENTS = fileURLToPath(new URL("../support/load-clients.mjs", import.meta.url))
+
+v8.setFlagsFromString("--expose-gc")
+const gc = vm.runInNewContext("gc") as () => void
+const heapMb = () => {
+  gc()
+  gc()
+  return process.memoryUsage().heapUsed / 1048576
+}
+
+const sleep = (ms: number) => Effect.sleep(`${ms} millis`)
+
+const waitUntil = (what: string, check: () => boolean, ms = 5000) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + ms
+    while (!check()) {
+      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out after ${ms} ms waiting for ${what}`))
+      yield* sleep(10)
+    }
+  })
+
+const waitUntilEffect = <E, R>(what: string, check: Effect.Effect<boolean, E, R>, ms = 5000) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + ms
+    while (!(yield* check)) {
+      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out after ${ms} ms waiting for ${what}`))
+      yield* sleep(10)
+    }
+  })
+
+const tempDir = (prefix: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), `p2pchat-limits-${prefix}-`))),
+    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+  )
+
+/** Open-files soft limit of this process (Linux), or undefined when unknown. */
+const openFilesLimit = (): number | undefined => {
+  try {
+    const line = fs.readFileSync("/proc/self/limits", "utf8").split("\n").find((l) => l.startsWith("Max open files"))
+    const soft = line?.split(/\s{2,}/)[1]
+    return soft === undefined || soft === "unlimited" ? undefined : Number(soft)
+  } catch {
+    return undefined
+  }
+}
+
+/** The issue's load, scaled down only if this process cannot hold that many descriptors. */
+const loadSize = () => {
+  const want = { frames: 1000, slow: 500 }
+  const limit = openFilesLimit()
+  const spare = 300 // nodes, database, vitest
+  if (limit === undefined || limit >= want.frames + want.slow + spare) return { ...want, scaled: false }
+  const f = Math.max(0, limit - spare) / (want.frames + want.slow)
+  const scaled = { frames: Math.floor(want.frames * f), slow: Math.floor(want.slow * f), scaled: true }
+  console.warn(`limits.test: open files limit ${limit}: load scaled down to ${scaled.frames} + ${scaled.slow} connections`)
+  return scaled
+}
+
+interface TestNode {
+  readonly name: string
+  readonly id: string
+  readonly port: number
+  readonly registry: PeerRegistry["Service"]
+  readonly history: History["Service"]
+  readonly initiator: Initiator["Service"]
+  readonly responder: Responder["Service"]
+  readonly events: Array<UiEvent>
+}
+
+const startNode = (name: string, overrides: Partial<NodeConfig> = {}) =>
+  Effect.gen(function*() {
+    const dataDir = yield* tempDir(name)
+    const scope = yield* Scope.make()
+    yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
+    const layer = nodeRole(testConfig({ name, dataDir, ...overrides })).pipe(
+      Layer.provide(Layer.succeed(InitiatorTuning, TUNING))
+    )
+    const ctx = yield* Layer.buildWithScope(layer, scope)
+    const events: Array<UiEvent> = []
+    const stream = yield* Scope.provide(scope)(Context.get(ctx, Events).subscribe)
+    yield* Effect.forkIn(Stream.runForEach(stream, (e) => Effect.sync(() => void events.push(e))), scope)
+    const node: TestNode = {
+      name,
+      id: Context.get(ctx, Crypto).identity.id,
+      port: Context.get(ctx, Responder).port,
+      registry: Context.get(ctx, PeerRegistry),
+      history: Context.get(ctx, History),
+      initiator: Context.get(ctx, Initiator),
+      responder: Context.get(ctx, Responder),
+      events
+    }
+    return node
+  })
+
+const meet = (node: TestNode, peer: TestNode) =>
+  node.registry.heard({ username: peer.name, proto: "p2pchat/1", port: peer.port, id: peer.id }, LOOPBACK, 0)
+
+const stats = (node: TestNode) => node.responder.stats
+
+const percentile = (xs: ReadonlyArray<number>, p: number) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw TCP clients in this process (for the short-limit tests)
+
+interface RawClient {
+  readonly socket: net.Socket
+  readonly received: () => string
+  readonly closed: () => boolean
+  /** ms from the connection opening to its close; undefined while open. */
+  readonly closedAfter: () => number | undefined
+  readonly write: (data: string | Uint8Array) => Effect.Effect<void>
+}
+
+const rawClient = (port: number) =>
+  Effect.acquireRelease(
+    Effect.callback<RawClient>((resume) => {
+      const socket = net.createConnection({ host: LOOPBACK, port })
+      let got = ""
+      let closedAt: number | undefined
+      const openedAt = performance.now()
+      socket.on("data", (d) => void (got += d.toString("utf8")))
+      socket.on("error", () => {})
+      socket.on("close", () => void (closedAt = performance.now()))
+      socket.once("connect", () =>
+        resume(Effect.succeed({
+          socket,
+          received: () => got,
+          closed: () => closedAt !== undefined,
+          closedAfter: () => (closedAt === undefined ? undefined : closedAt - openedAt),
+          write: (data) =>
+            Effect.callback<void>((done) => {
+              if (socket.destroyed) return done(Effect.void)
+              socket.write(data, () => done(Effect.void))
+            })
+        })))
+    }),
+    (c) => Effect.sync(() => c.socket.destroy())
+  )
+
+const b64 = (t: string) => Buffer.from(t, "utf8").toString("base64")
+const plainFrame = (id: string, text = "hi") => JSON.stringify({ unencrypted_message: b64(text), id, from: "zed" }) + "\n"
+
+/** A raw client that has sent one frame and got its ack: an established session. */
+const establishedClient = (port: number, id: string) =>
+  Effect.gen(function*() {
+    const c = yield* rawClient(port)
+    yield* c.write(plainFrame(id))
+    yield* waitUntil(`ack ${id}`, () => c.received().includes(`{"ack":"${id}"}`))
+    return c
+  })
+
+/** Collects what the node logs (stderr) for the rest of the test. */
+const captureLog = Effect.gen(function*() {
+  const logged: Array<string> = []
+  const realWrite = process.stderr.write.bind(process.stderr)
+  yield* Effect.acquireRelease(
+    Effect.sync(() => {
+      process.stderr.write = ((chunk: string | Uint8Array) => {
+        logged.push(String(chunk))
+        return true
+      }) as typeof process.stderr.write
+    }),
+    () => Effect.sync(() => void (process.stderr.write = realWrite))
+  )
+  return logged
+})
+
+// ---------------------------------------------------------------------------------------------
+// The load child
+
+interface LoadChild {
+  readonly lines: Array<Record<string, unknown>>
+  readonly find: (event: string) => Record<string, unknown> | undefined
+  readonly exited: () => boolean
+  /** Closes its stdin: it closes every connection and exits. */
+  readonly finish: Effect.Effect<void>
+}
+
+const loadChild = (spec: { readonly port: number; readonly slow: number; readonly frames: number }) =>
+  Effect.acquireRelease(
+    Effect.sync((): LoadChild & { readonly kill: () => void } => {
+      const child = spawn(
+        "bash",
+        [
+          "-c",
+          // raise the child's descriptor limit where the hard limit allows; exec keeps one process
+          `ulimit -n 4096 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "${process.execPath}" "$0" "$1"`,
+          LOAD_CLIENTS,
+          JSON.stringify({ ...spec, holdMs: 60_000 })
+        ],
+        { stdio: ["pipe", "pipe", "pipe"] }
+      )
+      const lines: Array<Record<string, unknown>> = []
+      let exited = false
+      let buf = ""
+      child.stdout.setEncoding("utf8")
+      child.stdout.on("data", (d: string) => {
+        buf += d
+        let i
+        while ((i = buf.indexOf("\n")) >= 0) {
+          const line = buf.slice(0, i)
+          buf = buf.slice(i + 1)
+          try {
+            lines.push(JSON.parse(line) as Record<string, unknown>)
+          } catch {
+            lines.push({ event: "garbage", line })
+          }
+        }
+      })
+      child.stderr.on("data", (d) => process.stderr.write(`load-clients: ${d}`))
+      child.on("exit", () => void (exited = true))
+      return {
+        lines,
+        find: (event) => lines.find((l) => l["event"] === event),
+        exited: () => exited,
+        finish: Effect.gen(function*() {
+          child.stdin.end()
+          yield* waitUntil("the load child to exit", () => exited, 10_000)
+        }),
+        kill: () => {
+          if (!exited) child.kill("SIGKILL")
+        }
+      }
+    }),
+    (c) => Effect.sync(() => c.kill())
+  )
+
+/** Sends `count` secure messages paced every `everyMs`; the ms from each call to its ack (delivered). */
+const chat = (from: TestNode, to: string, count: number, everyMs: number, label: string) =>
+  Effect.gen(function*() {
+    const latencies: Array<number> = []
+    const t0 = performance.now()
+    for (let i = 0; i < count; i++) {
+      const due = t0 + i * everyMs
+      const wait = due - performance.now()
+      if (wait > 0) yield* sleep(wait)
+      const start = performance.now()
+      const r = yield* from.initiator.send(to, `${label} ${i}`, "secure")
+      assert.strictEqual(r.state, "delivered")
+      latencies.push(performance.now() - start)
+    }
+    return latencies
+  })
+
+const noLimitBit = (s: ResponderStats) => Object.values(s.limits).every((n) => n === 0)
+
+// ---------------------------------------------------------------------------------------------
+
+describe("load: 1,000 connections with one frame each plus 500 slow ones, while a peer chats", () => {
+  it.live("every message acked, p99 ack latency under 50 ms, the responder still serves, the heap stays bounded", () =>
+    Effect.gen(function*() {
+      const size = loadSize()
+      // room for all of them at once: this test is about serving under that load
+      const bob = yield* startNode("bob", { maxConnections: 2048 })
+      const alice = yield* startNode("alice")
+      yield* meet(alice, bob)
+      yield* meet(bob, alice)
+      // the secure session is open, and the code warm, before the load starts
+      yield* chat(alice, "bob", 50, 0, "warm-up")
+      const heapBefore = heapMb()
+      const t0 = performance.now()
+
+      const load = yield* loadChild({ port: bob.port, ...size })
+      yield* waitUntil("the slow connections", () => load.find("slow-open") !== undefined, 15_000)
+      // the 1,000 frames go now, while alice chats: 200 messages, one every 10 ms
+      const latencies = yield* chat(alice, "bob", 200, 10, "under load")
+      yield* waitUntil("the load's acks", () => load.find("acked") !== undefined, 20_000)
+      const acked = load.find("acked")!
+      const s = yield* stats(bob)
+      const heapUnderLoad = heapMb()
+      const loadMs = performance.now() - t0
+
+      const p99 = percentile(latencies, 99)
+      const p50 = percentile(latencies, 50)
+      console.log(
+        `load: ${size.frames} + ${size.slow} connections in ${Math.round(loadMs)} ms; alice 200 messages: ` +
+          `p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${Math.max(...latencies).toFixed(1)} ms; ` +
+          `load frames: p99 ${Number(acked["p99"]).toFixed(1)} ms; heap ${heapBefore.toFixed(1)} MB before, ` +
+          `${heapUnderLoad.toFixed(1)} MB under load; peak ${s.peakActive} connections`
+      )
+      assert.strictEqual(load.find("slow-open")!["n"], size.slow, "every slow connection opened")
+      assert.deepStrictEqual([acked["n"], acked["lost"]], [size.frames, 0], "every load frame acked")
+      assert.isAtLeast(s.peakActive, size.frames + size.slow + 1, "all of them open at once, with alice's")
+      assert.isTrue(noLimitBit(s), `no limit bit: ${JSON.stringify(s.limits)}`)
+      assert.strictEqual(s.rejected, 0)
+      assert.isBelow(p99, 50, "p99 ack latency of the well-behaved peer")
+      // ~1,500 open connections: each a fiber, a socket and its buffers; generous
+      assert.isBelow(heapUnderLoad - heapBefore, 150, "heap growth under load (MB)")
+
+      // the responder still serves: a new connection is acked, and alice goes on
+      const fresh = yield* establishedClient(bob.port, "after-load")
+      assert.include(fresh.received(), `{"ack":"after-load"}`)
+      yield* chat(alice, "bob", 5, 0, "still")
+
+      // the load leaves: the connections close and the heap comes back
+      yield* load.finish
+      yield* waitUntilEffect("the load's connections closed", Effect.map(stats(bob), (s) => s.active <= 2), 10_000)
+      const heapAfter = heapMb()
+      console.log(`load: heap ${heapAfter.toFixed(1)} MB after the load left`)
+      assert.isBelow(heapAfter - heapBefore, 30, "heap growth once the load left (MB)")
+      const received = (yield* stats(bob)).received
+      assert.strictEqual(received, 50 + 200 + 5 + size.frames + 1)
+    }), {
+    timeout: 60_000,
+    // A latency bar on a machine other processes share: a spike of theirs can push one run's
+    // p99 over it. A real regression fails every attempt; noise does not.
+    retry: 2
+  })
+
+  it.live("under the default cap (1,024) the cap holds, the oldest silent connections make room, and a new peer still gets in", () =>
+    Effect.gen(function*() {
+      const size = loadSize()
+      const bob = yield* startNode("bob", { logLevel: "warning" })
+      const logged = yield* captureLog
+      assert.strictEqual(testConfig({ dataDir: "/x" }).maxConnections, 1024)
+      const load = yield* loadChild({ port: bob.port, ...size })
+      yield* waitUntil("the load's acks", () => load.find("acked") !== undefined, 20_000)
+      const acked = load.find("acked")!
+      assert.deepStrictEqual([acked["n"], acked["lost"]], [size.frames, 0], "every load frame acked")
+
+      // alice connects only now, in the middle of it
+      const alice = yield* startNode("alice")
+      yield* meet(alice, bob)
+      yield* meet(bob, alice)
+      const latencies = yield* chat(alice, "bob", 50, 10, "newcomer")
+      const s = yield* stats(bob)
+      console.log(
+        `default cap: peak ${s.peakActive}, evicted ${s.limits.evictedAtCap}, refused ${s.limits.refusedAtCap}; ` +
+          `alice p99 ${percentile(latencies, 99).toFixed(1)} ms`
+      )
+      if (size.frames + size.slow + 1 > 1024) {
+        assert.strictEqual(s.peakActive, 1024, "never more than the cap")
+        assert.strictEqual(s.limits.evictedAtCap, size.frames + size.slow + 1 - 1024, "the oldest silent ones made room")
+        assert.strictEqual(s.limits.refusedAtCap, 0)
+        assert.lengthOf(logged.filter((l) => l.includes("limit reached") && l.includes("connection cap")), 1, "logged once")
+      }
+      yield* load.finish
+    }), 60_000)
+})
+
+describe("each limit, with short values", () => {
+  it.live("connection cap 10: the oldest silent connection makes room; with ten sessions open the 11th is closed at once", () =>
+    Effect.gen(function*() {
+      const logged = yield* captureLog
+      const bob = yield* startNode("bob", { maxConnections: 10, logLevel: "warning" })
+
+      // ten silent connections; an 11th that sends a frame is served, the oldest silent one closed
+      const silent: Array<RawClient> = []
+      for (let i = 0; i < 10; i++) silent.push(yield* rawClient(bob.port))
+      yield* waitUntilEffect("ten open", Effect.map(stats(bob), (s) => s.active === 10))
+      const eleventh = yield* establishedClient(bob.port, "eleventh")
+      yield* waitUntil("the oldest silent one closed", () => silent[0]!.closed())
+      assert.deepStrictEqual(silent.slice(1).map((c) => c.closed()), Array(9).fill(false))
+      assert.include(eleventh.received(), "eleventh")
+      let s = yield* stats(bob)
+      assert.strictEqual(s.limits.evictedAtCap, 1)
+      assert.strictEqual(s.peakActive, 10)
+      assert.strictEqual(s.rejected, 0, "closing to make room is not a rejection")
+
+      // now ten established sessions: the newcomer is the one closed, at once, unread
+      for (const c of silent) c.socket.destroy()
+      yield* waitUntilEffect("only the 11th left", Effect.map(stats(bob), (s) => s.active === 1))
+      const sessions = [eleventh]
+      for (let i = 1; i < 10; i++) sessions.push(yield* establishedClient(bob.port, `session-${i}`))
+      const refused = [yield* rawClient(bob.port), yield* rawClient(bob.port)]
+      yield* refused[1]!.write(plainFrame("too-late"))
+      yield* waitUntil("both newcomers closed", () => refused.every((c) => c.closed()), 2000)
+      assert.isBelow(refused[0]!.closedAfter()!, 500, "closed at once")
+      assert.strictEqual(refused[1]!.received(), "", "nothing read, nothing acked")
+      s = yield* stats(bob)
+      assert.strictEqual(s.limits.refusedAtCap, 2)
+      assert.strictEqual(s.peakActive, 10)
+      assert.strictEqual(s.active, 10)
+      // the sessions still work
+      yield* sessions[3]!.write(plainFrame("still-served"))
+      yield* waitUntil("still served", () => sessions[3]!.received().includes("still-served"))
+
+      // each limit logged once, however often it bit
+      const warnings = logged.filter((l) => l.includes("limit reached"))
+      assert.lengthOf(warnings.filter((l) => l.includes("oldest connection without a first frame")), 1)
+      assert.lengthOf(warnings.filter((l) => l.includes("new connections closed at once")), 1)
+      assert.include(warnings.join(""), "1 time so far")
+    }))
+
+  it.live("first-frame timeout 200 ms: a silent connection, a slow-loris and an unfinished handshake are closed; a prompt one is not", () =>
+    Effect.gen(function*() {
+      const logged = yield* captureLog
+      const bob = yield* startNode("bob", { firstFrameTimeoutMs: 200, logLevel: "warning" })
+      const silent = yield* rawClient(bob.port)
+      const loris = yield* rawClient(bob.port)
+      const handshake = yield* rawClient(bob.port)
+      const prompt = yield* rawClient(bob.port)
+      yield* prompt.write(plainFrame("prompt"))
+      // a valid handshake message 1 (32 bytes: an ephemeral key), then never message 3
+      yield* handshake.write(JSON.stringify({ proto: "p2pchat/1", hs: Buffer.alloc(32, 9).toString("base64") }) + "\n")
+      // the slow-loris: one byte every 20 ms, a frame that never ends
+      const frame = `{"unencrypted_message":"${b64("x".repeat(300))}","id":"loris"`
+      let i = 0
+      while (!loris.closed() && i < frame.length && i < 100) {
+        yield* loris.write(frame[i++]!)
+        yield* sleep(20)
+      }
+      yield* waitUntil("all three closed", () => silent.closed() && loris.closed() && handshake.closed(), 2000)
+      for (const c of [silent, loris, handshake]) {
+        assert.isAtLeast(c.closedAfter()!, 180)
+        assert.isBelow(c.closedAfter()!, 1000)
+      }
+      assert.isBelow(i, 30, "the trickle did not keep the slow-loris alive")
+      assert.include(handshake.received(), `"hs"`, "message 2 was answered, message 3 never came")
+      yield* sleep(300)
+      assert.isFalse(prompt.closed(), "a connection that sent its frame in time stays")
+      assert.include(prompt.received(), "prompt")
+      const s = yield* stats(bob)
+      assert.strictEqual(s.limits.firstFrameTimeout, 3)
+      assert.strictEqual(s.rejected, 0, "silence is not bad input")
+      assert.lengthOf(logged.filter((l) => l.includes("limit reached") && l.includes("no frame or handshake")), 1)
+    }))
+
+  it.live("idle timeout 300 ms: an idle session is closed (a trickle of bytes does not count); a chatting one is not; a secure sender reconnects", () =>
+    Effect.gen(function*() {
+      const bob = yield* startNode("bob", { idleTimeoutMs: 300 })
+      const alice = yield* startNode("alice")
+      yield* meet(alice, bob)
+      yield* meet(bob, alice)
+
+      const idle = yield* establishedClient(bob.port, "idle-1")
+      const trickle = yield* establishedClient(bob.port, "trickle-1")
+      const chatty = yield* establishedClient(bob.port, "chatty-0")
+      assert.strictEqual((yield* alice.initiator.send("bob", "before idle", "secure")).state, "delivered")
+      let n = 0
+      const t0 = performance.now()
+      while (performance.now() - t0 < 700) {
+        yield* chatty.write(plainFrame(`chatty-${++n}`))
+        if (!trickle.closed()) yield* trickle.write(" {\"a\":")
+        yield* sleep(100)
+      }
+      yield* waitUntil("the idle ones closed", () => idle.closed() && trickle.closed(), 1000)
+      assert.isAtLeast(idle.closedAfter()!, 280)
+      assert.isFalse(chatty.closed(), "a session with a frame every 100 ms stays")
+      const s = yield* stats(bob)
+      // idle, trickle and alice's secure session
+      yield* waitUntilEffect("three idle closes", Effect.map(stats(bob), (s) => s.limits.idleTimeout === 3), 1000)
+      assert.strictEqual(s.rejected, 0)
+      // alice's link was closed under her: the next message opens a new session and is delivered once
+      assert.strictEqual((yield* alice.initiator.send("bob", "after idle", "secure")).state, "delivered")
+      const texts = (yield* bob.history.conversation("alice").pipe(Effect.orDie)).map((e) => e.text)
+      assert.deepStrictEqual(texts, ["before idle", "after idle"])
+    }))
+
+  it.live("input cap: 64 KiB of an unfinished frame is held, one byte more ends the connection; a whole 64 KiB frame is accepted", () =>
+    Effect.gen(function*() {
+      const bob = yield* startNode("bob")
+      assert.strictEqual(MAX_FRAME_BYTES, 65536)
+      // exactly 65,536 bytes from `{` on, never closed
+      const head = `{"unencrypted_message":"`
+      const partial = head + "A".repeat(MAX_FRAME_BYTES - head.length)
+      assert.strictEqual(Buffer.byteLength(partial), MAX_FRAME_BYTES)
+      const big = yield* rawClient(bob.port)
+      yield* big.write(partial)
+      yield* sleep(300)
+      assert.isFalse(big.closed(), "64 KiB of a frame is within the cap")
+      yield* big.write("A")
+      yield* waitUntil("closed at 64 KiB + 1", () => big.closed(), 2000)
+      let s = yield* stats(bob)
+      assert.strictEqual(s.rejectedByReason["FrameTooLarge"], 1)
+      assert.strictEqual(s.limits.frameTooLarge, 1)
+
+      // more bytes behind the limit are not read into memory: a megabyte after it changes nothing
+      const flood = yield* rawClient(bob.port)
+      const heapBefore = heapMb()
+      flood.socket.write(Buffer.concat([Buffer.from(head), Buffer.alloc(1024 * 1024, 0x41)]))
+      yield* waitUntil("the flood closed", () => flood.closed(), 2000)
+      assert.isBelow(heapMb() - heapBefore, 8)
+      s = yield* stats(bob)
+      assert.strictEqual(s.limits.frameTooLarge, 2)
+
+      // a complete frame of exactly 64 KiB is a frame like any other
+      const idPart = `","id":"big-one"`
+      const text = "B".repeat(Math.floor((MAX_FRAME_BYTES - head.length - idPart.length - 1) / 4) * 3)
+      const body = head + b64(text) + idPart
+      // blanks before the closing brace make it exactly 65,536 bytes from `{` to `}`
+      const whole = body + " ".repeat(MAX_FRAME_BYTES - 1 - body.length) + "}"
+      assert.strictEqual(Buffer.byteLength(whole), MAX_FRAME_BYTES)
+      const ok = yield* rawClient(bob.port)
+      yield* ok.write(whole + "\n")
+      yield* waitUntil("the 64 KiB frame acked", () => ok.received().includes(`{"ack":"big-one"}`), 3000)
+    }))
+})
