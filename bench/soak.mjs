@@ -79,8 +79,18 @@ for (const sig of ["SIGINT", "SIGTERM"]) {
   })
 }
 
+/** A UDP port on 127.0.0.1 that is free now (the OS's choice). */
+const freeUdpPort = () =>
+  new Promise((resolve) => {
+    const s = dgram.createSocket("udp4")
+    s.bind(0, HOST, () => {
+      const { port } = s.address()
+      s.close(() => resolve(port))
+    })
+  })
+
 /** Starts one node driver; resolves with it once it reports its ports. */
-const startNode = async (driver, name, peer, targetUdp) => {
+const startNode = async (driver, name, peer, targetUdp, udpPort) => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `p2pchat-soak-${name}-`))
   dirs.push(dataDir)
   const samples = []
@@ -89,6 +99,7 @@ const startNode = async (driver, name, peer, targetUdp) => {
   const args = ["--expose-gc", driver, "--name", name, "--peer", peer, "--data-dir", dataDir, "--rate", opt.rate,
     "--sample-ms", String(SAMPLE_MS)]
   if (targetUdp !== undefined) args.push("--target-udp", String(targetUdp))
+  if (udpPort !== undefined) args.push("--udp-port", String(udpPort))
   const child = spawnTracked(process.execPath, args, {
     stdin: "pipe",
     onLine: (line) => {
@@ -188,8 +199,12 @@ const verdictOf = (samples, field) => {
 const main = async () => {
   log(`building the node driver`)
   const driver = await bundleDriver("soak-node")
-  const bob = await startNode(driver, "bob", "alice")
-  const alice = await startNode(driver, "alice", "bob", bob.ready.udpPort)
+  // Each announces to the other (no broadcast on loopback): alice's presence port is
+  // chosen first, so that bob can target it. Without that, alice heard bob only once (his
+  // answer to a newcomer) and bob expired from her registry after 15 minutes.
+  const aliceUdp = await freeUdpPort()
+  const bob = await startNode(driver, "bob", "alice", aliceUdp)
+  const alice = await startNode(driver, "alice", "bob", bob.ready.udpPort, aliceUdp)
   const nodes = [alice, bob]
   log(`alice tcp ${alice.ready.tcpPort}, bob tcp ${bob.ready.tcpPort}; ${MINUTES} min at ${opt.rate} msg/s each way` +
     `, junk ${opt.junk}; sampling every ${SAMPLE_MS / 1000} s`)

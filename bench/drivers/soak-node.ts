@@ -5,7 +5,7 @@
  * marked delivered), and reports its memory and counters.
  *
  *   node --expose-gc dist/bench/soak-node.js --name alice --peer bob --data-dir DIR
- *        [--target-udp PORT] [--rate 5] [--sample-ms 10000] [--announce-every 2s]
+ *        [--target-udp PORT] [--udp-port PORT] [--rate 5] [--sample-ms 10000] [--announce-every 2s]
  *
  * Prints JSON lines: {"event":"ready","tcpPort","udpPort"} once listening, then every
  * sample period {"event":"sample", "rss", "heapUsed", ...} (heap after a forced GC when
@@ -28,6 +28,7 @@ const { values: opt } = parseArgs({
     peer: { type: "string" },
     "data-dir": { type: "string" },
     "target-udp": { type: "string" },
+    "udp-port": { type: "string", default: "0" },
     rate: { type: "string", default: "5" },
     "sample-ms": { type: "string", default: "10000" },
     "announce-every": { type: "string", default: "2s" }
@@ -41,6 +42,7 @@ const TEXT = "soak message, steady rate ".repeat(8).slice(0, 200)
 const config = testConfig({
   name: opt.name!,
   dataDir: opt["data-dir"]!,
+  udpPort: Number(opt["udp-port"]),
   targets: opt["target-udp"] === undefined ? [] : [{ host: "127.0.0.1", port: Number(opt["target-udp"]) }],
   announceEveryMs: parseDuration(opt["announce-every"]!) ?? 2000,
   logLevel: "error"
