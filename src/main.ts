@@ -1,27 +1,48 @@
 /**
  * The p2pchat command line (CLI.md): parses the command line, picks a layer, runs it.
  * Exit codes: 0 done, 1 failed (the message says why), 2 usage error.
+ *
+ * Start-up time: this module imports only what parsing the command line and `--help` need,
+ * by deep path (`effect/Effect`, not the `effect` barrel: a name taken from the barrel
+ * brings its whole module and everything that module imports into the bundle).
  */
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Effect, Layer, Option, Stream } from "effect"
-import { Argument, CliConfig, Command, Flag, GlobalFlag } from "effect/cli"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeServices from "@effect/platform-node/NodeServices"
+import * as Argument from "effect/cli/Argument"
+import * as CliConfig from "effect/cli/CliConfig"
+import * as Command from "effect/cli/Command"
+import * as Flag from "effect/cli/Flag"
+import * as GlobalFlag from "effect/cli/GlobalFlag"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import * as readline from "node:readline/promises"
-import { usernameProblem } from "./domain/Presence.ts"
-import { announceRole, clientRole, discoverRole, nodeRole, respondRole, storeOf } from "./layers/Node.ts"
-import { type NodeConfig, type RawOptions, resolveConfig, UsageError } from "./services/Config.ts"
-import { idToKey, loadOrCreateIdentity } from "./services/Crypto.ts"
 import { CLASSIC_WARNING } from "./domain/Classic.ts"
 import { fingerprint } from "./domain/Fingerprint.ts"
-import { usernameKey } from "./domain/Presence.ts"
-import { Events } from "./services/Events.ts"
-import { History, historyLayer } from "./services/History.ts"
-import { Initiator, type SendMode } from "./services/Initiator.ts"
-import { PeerRegistry } from "./services/PeerRegistry.ts"
-import { trust as trustKey } from "./services/SecureSession.ts"
-import { runConsole } from "./ui/Console.ts"
-import { peerView, readSnapshot } from "./services/PeerSnapshot.ts"
-import { Store } from "./services/Store.ts"
+import { usernameKey, usernameProblem } from "./domain/Presence.ts"
+import { type NodeConfig, type RawOptions, resolveConfig, UsageError } from "./services/Config.ts"
+import type { SendMode } from "./services/Initiator.ts"
 import { historyLine, peerLine, render } from "./ui/render.ts"
+
+/**
+ * The modules behind the commands (layers, services, the console, SQLite), each loaded by
+ * the first command that needs it: `--help`, `--version` and usage errors load none of them.
+ * The build splits every dynamic import into chunks of its own (package.json `build`).
+ */
+const load = <A>(module: () => Promise<A>): Effect.Effect<A> => Effect.promise(module)
+const modules = {
+  roles: load(() => import("./layers/Node.ts")),
+  console: load(() => import("./ui/Console.ts")),
+  crypto: load(() => import("./services/Crypto.ts")),
+  events: load(() => import("./services/Events.ts")),
+  history: load(() => import("./services/History.ts")),
+  initiator: load(() => import("./services/Initiator.ts")),
+  registry: load(() => import("./services/PeerRegistry.ts")),
+  snapshot: load(() => import("./services/PeerSnapshot.ts")),
+  store: load(() => import("./services/Store.ts")),
+  secureSession: load(() => import("./services/SecureSession.ts"))
+}
 
 const VERSION = "0.1.0"
 
@@ -97,14 +118,15 @@ const printLine = (line: string) => Effect.sync(() => void process.stdout.write(
 /** Prints every UI event until interrupted (Ctrl-C). */
 const showEvents = (config: NodeConfig) =>
   Effect.gen(function*() {
-    const events = yield* Events
-    const stream = yield* events.subscribe
+    const { Events } = yield* modules.events
+    const stream = yield* (yield* Events).subscribe
     yield* Stream.runForEach(stream, (e) => printLine(render(config.json)(e)))
   })
 
 const announce = Command.make("announce", options, (p) =>
   Effect.gen(function*() {
     const config = yield* resolve(p).pipe(Effect.flatMap(withName))
+    const { announceRole } = yield* modules.roles
     yield* Effect.gen(function*() {
       yield* Effect.logInfo(`announcing '${config.name}' every ${config.announceEveryMs / 1000} s (Ctrl-C to stop)`)
       return yield* Effect.never
@@ -114,6 +136,7 @@ const announce = Command.make("announce", options, (p) =>
 const discover = Command.make("discover", options, (p) =>
   Effect.gen(function*() {
     const config = yield* resolve(p)
+    const { discoverRole } = yield* modules.roles
     yield* Effect.scoped(Effect.gen(function*() {
       yield* showEvents(config)
     })).pipe(Effect.provide(discoverRole(config)))
@@ -122,6 +145,9 @@ const discover = Command.make("discover", options, (p) =>
 const peers = Command.make("peers", options, (p) =>
   Effect.gen(function*() {
     const config = yield* resolve(p)
+    const { storeOf } = yield* modules.roles
+    const { Store } = yield* modules.store
+    const { peerView, readSnapshot } = yield* modules.snapshot
     const list = yield* Effect.gen(function*() {
       const store = yield* Store
       return readSnapshot(store, config, new Date())
@@ -134,6 +160,7 @@ const peers = Command.make("peers", options, (p) =>
 const whoami = Command.make("whoami", options, (p) =>
   Effect.gen(function*() {
     const config = yield* resolve(p)
+    const { loadOrCreateIdentity } = yield* modules.crypto
     const identity = yield* loadOrCreateIdentity(config.dataDir)
     const info = {
       username: config.name ?? null,
@@ -154,6 +181,8 @@ const whoami = Command.make("whoami", options, (p) =>
 const runNode = (p: Parsed) =>
   Effect.gen(function*() {
     const config = yield* resolve(p).pipe(Effect.flatMap(withName))
+    const { nodeRole } = yield* modules.roles
+    const { runConsole } = yield* modules.console
     yield* Effect.scoped(Effect.gen(function*() {
       const end = yield* runConsole
       if (end === "eof") yield* Effect.never
@@ -167,12 +196,15 @@ const start = Command.make("start", options, runNode).pipe(
 const respond = Command.make("respond", options, (p) =>
   Effect.gen(function*() {
     const config = yield* resolve(p)
+    const { respondRole } = yield* modules.roles
     yield* Effect.scoped(showEvents(config)).pipe(Effect.provide(respondRole(config)))
   })).pipe(Command.withDescription("the responder alone; prints every message it receives (ChatResponder.py)"))
 
 const chat = Command.make("chat", options, (p) =>
   Effect.gen(function*() {
     const config = yield* resolve(p)
+    const { clientRole } = yield* modules.roles
+    const { runConsole } = yield* modules.console
     yield* Effect.scoped(runConsole).pipe(Effect.provide(clientRole(config)))
   })).pipe(Command.withDescription("the console alone, using the peers and history in the data dir (ChatInitiator.py)"))
 
@@ -189,6 +221,8 @@ const send = Command.make("send", {
     const chosen = (["secure", "plain", "classic"] as const).filter((m) => p[m])
     if (chosen.length > 1) return yield* new UsageError({ message: "choose one of --secure, --plain, --classic" })
     const mode: SendMode | undefined = chosen[0]
+    const { clientRole } = yield* modules.roles
+    const { Initiator } = yield* modules.initiator
     const result = yield* Effect.gen(function*() {
       const initiator = yield* Initiator
       return yield* initiator.send(p.user, p.text.join(" "), mode)
@@ -205,6 +239,8 @@ const historyCommand = Command.make("history", {
   Effect.gen(function*() {
     const config = yield* resolve(p)
     const user = Option.getOrUndefined(p.user)
+    const { storeOf } = yield* modules.roles
+    const { History, historyLayer } = yield* modules.history
     const entries = yield* Effect.gen(function*() {
       return yield* (yield* History).conversation(user === undefined ? undefined : usernameKey(user))
     }).pipe(Effect.provide(historyLayer.pipe(Layer.provide(storeOf(config)))))
@@ -219,6 +255,11 @@ const trust = Command.make("trust", {
 }, (p) =>
   Effect.gen(function*() {
     const config = yield* resolve(p)
+    const { clientRole } = yield* modules.roles
+    const { PeerRegistry } = yield* modules.registry
+    const { Initiator } = yield* modules.initiator
+    const { trust: trustKey } = yield* modules.secureSession
+    const { idToKey } = yield* modules.crypto
     yield* Effect.gen(function*() {
       const peer = yield* (yield* PeerRegistry).lookup(p.user)
       const id = Option.isSome(peer) ? peer.value.id : undefined
