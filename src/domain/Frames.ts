@@ -2,7 +2,8 @@
  * Frames on the chat connection (PROTOCOL.md 2), classic and p2pchat/1, and the inner
  * objects of a secure session. Each is a Schema, decoded at the edge.
  */
-import { Result, Schema } from "effect"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
 import { oneLine, Username } from "./Presence.ts"
 
 /** A message id: a UUID from p2pchat senders; any short printable token is accepted. */

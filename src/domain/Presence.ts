@@ -2,7 +2,8 @@
  * Presence datagrams (PROTOCOL.md section 1): the announcement, in its classic and
  * p2pchat shapes, and the bye. Decoded at the edge; inside, the types are trusted.
  */
-import { Result, Schema } from "effect"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
 
 export const PROTO = "p2pchat/1"
 export const MAX_DATAGRAM_BYTES = 1024

@@ -2,7 +2,10 @@
  * Which implementation serves which service, for each role: the whole node, and each
  * role alone as in the original tools. main.ts and the tests build nodes from these.
  */
-import { Effect, Layer, Logger, References } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as References from "effect/References"
 import { announcerLayer } from "../services/Announcer.ts"
 import { Config, configLayer, type LogLevel, type NodeConfig } from "../services/Config.ts"
 import { cryptoLayer } from "../services/Crypto.ts"

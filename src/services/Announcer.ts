@@ -4,7 +4,14 @@
  * newcomer at once by unicast (at most once per sender per interval); says bye on a
  * clean shutdown.
  */
-import { Clock, Context, Effect, Layer, Option, Ref, Schedule, Stream } from "effect"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
 import { encodeAnnouncement, encodeBye } from "../domain/Presence.ts"
 import { Config } from "./Config.ts"
 import { Crypto } from "./Crypto.ts"

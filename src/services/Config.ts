@@ -3,7 +3,9 @@
  * defaults (CLI.md "Options"). A bad value is a UsageError that names the option and
  * what it accepts.
  */
-import { Context, Data, Layer } from "effect"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Layer from "effect/Layer"
 import * as os from "node:os"
 import * as path from "node:path"
 import { usernameProblem } from "../domain/Presence.ts"

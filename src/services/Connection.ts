@@ -6,7 +6,11 @@
  * is one tagged value with a reason for the log.
  */
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
-import { Data, Effect, Option, Result, type Scope } from "effect"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Result from "effect/Result"
+import type * as Scope from "effect/Scope"
 import { Socket } from "effect/socket"
 import { decodeFrame, type Frame } from "../domain/Frames.ts"
 import { encodeFrame, JsonSplitter, MAX_FRAME_BYTES } from "../domain/Framing.ts"

@@ -3,7 +3,10 @@
  * start, kept in the data dir readable by its owner only, announced as `id`), the
  * fingerprints people compare aloud, and Noise XX handshakes under that identity.
  */
-import { Context, Data, Effect, Layer } from "effect"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fingerprint } from "../domain/Fingerprint.ts"

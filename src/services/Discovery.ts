@@ -2,8 +2,12 @@
  * Listens on the presence port, decodes each datagram with the Schema, ignores its own,
  * drops and counts bad ones (never stopping), and feeds the registry.
  */
-import { Clock, Context, Effect, Layer, Stream } from "effect"
-import { Result } from "effect"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
+import * as Result from "effect/Result"
 import { decodePresence } from "../domain/Presence.ts"
 import { Config } from "./Config.ts"
 import { Crypto } from "./Crypto.ts"

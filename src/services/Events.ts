@@ -2,7 +2,12 @@
  * What a user interface shows: peers coming and going, messages, deliveries, warnings.
  * One PubSub; the console and `--json` renderers subscribe to it (CLI.md "JSON shapes").
  */
-import { Context, Effect, Layer, PubSub, type Scope, Stream } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as PubSub from "effect/PubSub"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 
 export type PeerStatusEvent = "online" | "away" | "expired" | "left"
 

@@ -4,7 +4,11 @@
  * lower-case usernames so that comparisons are case-insensitive.
  */
 import type Database from "better-sqlite3"
-import { Context, Data, Effect, Layer, Option } from "effect"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import type { WellFormed } from "../domain/Presence.ts"
 import { Store } from "./Store.ts"
 

@@ -30,7 +30,17 @@
  * The default is p2p-noise for a p2pchat peer that announces a key, classic-3des for a
  * classic peer (and p2p-plain for a p2pchat peer without a key).
  */
-import { Clock, Context, Data, Deferred, Effect, Exit, Layer, Option, Scope, Semaphore, Stream } from "effect"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
+import * as Stream from "effect/Stream"
 import { randomUUID } from "node:crypto"
 import { CLASSIC_WARNING, classicEncrypt, classicKey24, classicShared, randomClassicKey } from "../domain/Classic.ts"
 import { encodePlainText, type InnerMessage } from "../domain/Frames.ts"

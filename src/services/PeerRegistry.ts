@@ -3,7 +3,15 @@
  * stream of changes. Ages are measured on the monotonic clock, so a wall-clock jump
  * cannot make a peer expire early or linger; wall time is only for display.
  */
-import { Clock, Context, Duration, Effect, Layer, Option, PubSub, type Scope, Stream } from "effect"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { identityOf, livenessAt, nextTransitionAge, type Peer, type Proto } from "../domain/Peer.ts"
 import { type Announcement, type Bye, isP2pchat, usernameKey } from "../domain/Presence.ts"
 import { fingerprintOfId } from "../domain/Fingerprint.ts"

@@ -3,7 +3,12 @@
  * table of the node's database (as the original saved discovered.json), so that
  * `p2pchat peers`, `chat` and `send` in another process know who is there.
  */
-import { Clock, Effect, Layer, Option, Schedule, Stream } from "effect"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
 import { fingerprintOfId } from "../domain/Fingerprint.ts"
 import { livenessAt, type Peer, type PeerStatus, type Proto, type Timers } from "../domain/Peer.ts"
 import { usernameKey } from "../domain/Presence.ts"

@@ -5,7 +5,11 @@
  * this socket, so their source port is the port a peer answers to.
  */
 import { NodeDatagramSocket } from "@effect/platform-node"
-import { Context, Data, Effect, Layer, Stream } from "effect"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
 import { NetAddress } from "effect/net"
 import type { DatagramSocket } from "effect/socket"
 import * as dns from "node:dns/promises"

@@ -14,7 +14,15 @@
  * Use `initiateTrusted` / `acceptTrusted`: they run the trust-on-first-use check, so a
  * caller cannot forget it. `initiate` / `accept` are the bare handshakes.
  */
-import { Clock, Data, Duration, Effect, Exit, Option, Result, Schema, Semaphore } from "effect"
+import * as Clock from "effect/Clock"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import * as Semaphore from "effect/Semaphore"
 import { fingerprint } from "../domain/Fingerprint.ts"
 import { decodeInner, type Frame, type HandshakeFrame, HandshakePayload, type Inner } from "../domain/Frames.ts"
 import { MAX_FRAME_BYTES } from "../domain/Framing.ts"

@@ -4,7 +4,11 @@
  * events print above the line being typed without garbling it. When standard input is
  * not a terminal, the same commands are read one per line, without prompts.
  */
-import { Effect, Option, Queue, type Scope, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as readline from "node:readline"
 import { CLASSIC_WARNING } from "../domain/Classic.ts"
 import { fingerprint } from "../domain/Fingerprint.ts"
