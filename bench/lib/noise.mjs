@@ -25,9 +25,11 @@ export const keyPairFromPrivate = (priv) => {
   return { pub, privateKey }
 }
 
+// The public key comes out as JWK from generateKeyPairSync itself: exporting a generated
+// KeyObject as JWK afterwards can deadlock Node 20 in garbage collection.
 export const generateKeyPair = () => {
-  const { privateKey } = generateKeyPairSync("x25519")
-  return { pub: Buffer.from(privateKey.export({ format: "jwk" }).x, "base64url"), privateKey }
+  const { privateKey, publicKey } = generateKeyPairSync("x25519", { publicKeyEncoding: { format: "jwk" } })
+  return { pub: Buffer.from(publicKey.x, "base64url"), privateKey }
 }
 
 const dh = (kp, pub) =>
