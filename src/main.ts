@@ -61,7 +61,14 @@ const options = {
   awayAfter: Flag.String("away-after").pipe(Flag.withDescription("a silent peer is away after, default 10s"), Flag.optional),
   expireAfter: Flag.String("expire-after").pipe(Flag.withDescription("a silent peer is removed after, default 15m"), Flag.optional),
   json: Flag.Boolean("json").pipe(Flag.withDescription("machine-readable output: JSON (lines)"), Flag.withDefault(false)),
-  logLevel: Flag.String("log-level").pipe(Flag.withDescription("debug, info, warning, error or none (env P2PCHAT_LOG_LEVEL)"), Flag.optional)
+  logLevel: Flag.String("log-level").pipe(Flag.withDescription("debug, info, warning, error or none (env P2PCHAT_LOG_LEVEL)"), Flag.optional),
+  maxPeers: Flag.String("max-peers").pipe(Flag.withDescription("peers the registry keeps at most, default 10000"), Flag.optional),
+  maxConnections: Flag.String("max-connections").pipe(Flag.withDescription("chat connections open at once, default 1024"), Flag.optional),
+  firstFrameTimeout: Flag.String("first-frame-timeout").pipe(
+    Flag.withDescription("a connection must complete a frame or handshake within, default 10s"),
+    Flag.optional
+  ),
+  idleTimeout: Flag.String("idle-timeout").pipe(Flag.withDescription("an idle chat session is closed after, default 5m"), Flag.optional)
 }
 
 type Parsed = {
@@ -78,6 +85,10 @@ const toRaw = (p: Parsed): RawOptions => ({
   announceEvery: Option.getOrUndefined(p.announceEvery),
   awayAfter: Option.getOrUndefined(p.awayAfter),
   expireAfter: Option.getOrUndefined(p.expireAfter),
+  maxPeers: Option.getOrUndefined(p.maxPeers),
+  maxConnections: Option.getOrUndefined(p.maxConnections),
+  firstFrameTimeout: Option.getOrUndefined(p.firstFrameTimeout),
+  idleTimeout: Option.getOrUndefined(p.idleTimeout),
   json: p.json,
   logLevel: Option.getOrUndefined(p.logLevel)
 })

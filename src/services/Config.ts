@@ -59,6 +59,9 @@ export interface NodeConfig {
 
 /** The limits' defaults (issue 6, "Resource limits"); resolveConfig and testConfig use them. */
 export const DEFAULT_LIMITS = {
+  maxPeers: 10_000,
+  maxPeersPerAddress: 64,
+  presenceRatePerAddress: 20,
   maxConnections: 1024,
   firstFrameTimeoutMs: 10_000,
   idleTimeoutMs: 5 * 60_000,
@@ -83,6 +86,10 @@ export interface RawOptions {
   readonly expireAfter?: string | undefined
   readonly json?: boolean | undefined
   readonly logLevel?: string | undefined
+  readonly maxPeers?: string | undefined
+  readonly maxConnections?: string | undefined
+  readonly firstFrameTimeout?: string | undefined
+  readonly idleTimeout?: string | undefined
 }
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
@@ -112,6 +119,13 @@ const parseTarget = (text: string, defaultPort: number): Target => {
     throw new UsageError({ message: `--target: expected HOST or HOST:PORT (an IPv4 address or host name), got '${text}'` })
   }
   return { host: m[1]!, port: m[2] === undefined ? defaultPort : parsePort("--target", m[2]) }
+}
+
+const count = (option: string, text: string | undefined, fallback: number): number => {
+  if (text === undefined) return fallback
+  const n = /^\d+$/.test(text.trim()) ? Number(text) : NaN
+  if (!Number.isSafeInteger(n) || n < 1) throw new UsageError({ message: `${option}: expected a whole number of at least 1, got '${text}'` })
+  return n
 }
 
 const duration = (option: string, text: string | undefined, fallback: number): number => {
@@ -167,10 +181,11 @@ const resolve = (raw: RawOptions, env: NodeJS.ProcessEnv): NodeConfig => {
     expireAfterMs,
     json: raw.json ?? false,
     logLevel: logLevel as LogLevel,
-    maxPeers: 10_000,
-    maxPeersPerAddress: 64,
-    presenceRatePerAddress: 20,
-    ...DEFAULT_LIMITS
+    ...DEFAULT_LIMITS,
+    maxPeers: count("--max-peers", raw.maxPeers, DEFAULT_LIMITS.maxPeers),
+    maxConnections: count("--max-connections", raw.maxConnections, DEFAULT_LIMITS.maxConnections),
+    firstFrameTimeoutMs: duration("--first-frame-timeout", raw.firstFrameTimeout, DEFAULT_LIMITS.firstFrameTimeoutMs),
+    idleTimeoutMs: duration("--idle-timeout", raw.idleTimeout, DEFAULT_LIMITS.idleTimeoutMs)
   }
 }
 
@@ -197,9 +212,6 @@ export const testConfig = (overrides: Partial<NodeConfig> & { readonly dataDir: 
   expireAfterMs: 15 * 60_000,
   json: false,
   logLevel: "none",
-  maxPeers: 10_000,
-  maxPeersPerAddress: 64,
-  presenceRatePerAddress: 20,
   ...DEFAULT_LIMITS,
   ...overrides
 })

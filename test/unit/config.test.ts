@@ -155,6 +155,15 @@ describe("resolveConfig precedence: flags, then environment, then defaults", () 
   })
 })
 
+describe("the limits are configurable from the command line", () => {
+  it("--max-peers, --max-connections, --first-frame-timeout and --idle-timeout set their limits", () => {
+    const c = resolveConfig({ maxPeers: "500", maxConnections: "64", firstFrameTimeout: "2s", idleTimeout: "1m" }, {})
+    expect(c).not.toBeInstanceOf(UsageError)
+    const config = c as NodeConfig
+    expect([config.maxPeers, config.maxConnections, config.firstFrameTimeoutMs, config.idleTimeoutMs]).toEqual([500, 64, 2000, 60_000])
+  })
+})
+
 describe("resolveConfig refuses bad values with a UsageError naming the option", () => {
   const cases: ReadonlyArray<readonly [string, RawOptions, NodeJS.ProcessEnv?]> = [
     ["--udp-port", { udpPort: "abc" }],
@@ -198,7 +207,12 @@ describe("resolveConfig refuses bad values with a UsageError naming the option",
     ["--name", {}, { P2PCHAT_NAME: "bad\u007fname" }],
     ["--expire-after", { awayAfter: "10s", expireAfter: "10s" }],
     ["--expire-after", { expireAfter: "5s" }],
-    ["--expire-after", { awayAfter: "2m", expireAfter: "1m" }]
+    ["--expire-after", { awayAfter: "2m", expireAfter: "1m" }],
+    ["--max-peers", { maxPeers: "0" }],
+    ["--max-peers", { maxPeers: "lots" }],
+    ["--max-connections", { maxConnections: "-5" }],
+    ["--first-frame-timeout", { firstFrameTimeout: "10" }],
+    ["--idle-timeout", { idleTimeout: "forever" }]
   ]
 
   for (const [option, raw, env] of cases) {
