@@ -6,105 +6,41 @@
  * secure sessions have their own file, secure.test.ts). Every wait is bounded.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Option, Scope, Stream } from "effect"
-import * as fs from "node:fs"
+import { Context, Effect, Layer, Option } from "effect"
 import * as net from "node:net"
-import * as os from "node:os"
-import * as path from "node:path"
 import { CLASSIC_WARNING, classicDecrypt, classicEncrypt, classicKey24, classicShared } from "../../src/domain/Classic.ts"
-import { baseLayer, clientRole, nodeRole, respondRole, storeOf } from "../../src/layers/Node.ts"
+import { baseLayer, clientRole, respondRole, storeOf } from "../../src/layers/Node.ts"
 import { type NodeConfig, testConfig } from "../../src/services/Config.ts"
 import { cryptoLayer } from "../../src/services/Crypto.ts"
-import { Events, type UiEvent } from "../../src/services/Events.ts"
-import { History, type HistoryEntry, historyLayer } from "../../src/services/History.ts"
-import {
-  CLASSIC_FRAME_LIMIT,
-  Initiator,
-  initiatorLayer,
-  InitiatorTuning,
-  SendError
-} from "../../src/services/Initiator.ts"
+import type { UiEvent } from "../../src/services/Events.ts"
+import { History, historyLayer } from "../../src/services/History.ts"
+import { CLASSIC_FRAME_LIMIT, Initiator, initiatorLayer, SendError } from "../../src/services/Initiator.ts"
 import { PeerRegistry, peerRegistryLayer } from "../../src/services/PeerRegistry.ts"
 import { Responder, responderLayer } from "../../src/services/Responder.ts"
-import { Store } from "../../src/services/Store.ts"
+import {
+  buildOwned,
+  captureLog,
+  conversation,
+  freeTcpPort,
+  LOOPBACK,
+  messageEvents,
+  polls,
+  sleep,
+  startNode as startTestNode,
+  summary,
+  tcpServer,
+  tempDir,
+  withTuning
+} from "../support/node.ts"
 
-const LOOPBACK = "127.0.0.1"
 /** Short timers so that failures show quickly; the classic pause stays the protocol's 100 ms. */
 const TUNING = { ackTimeoutMs: 400, connectTimeoutMs: 1000, classicPauseMs: 100 }
 
-const tempDir = (prefix: string) =>
-  Effect.acquireRelease(
-    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), `p2pchat-chat-${prefix}-`))),
-    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-  )
+const { waitUntil, waitUntilEffect } = polls(3000)
 
-const sleep = (ms: number) => Effect.sleep(`${ms} millis`)
-
-/** Polls `check` every 10 ms until it holds; fails the test after `ms`. */
-const waitUntil = (what: string, check: () => boolean, ms = 3000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + ms
-    while (!check()) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out after ${ms} ms waiting for ${what}`))
-      yield* sleep(10)
-    }
-  })
-
-const waitUntilEffect = <E, R>(what: string, check: Effect.Effect<boolean, E, R>, ms = 3000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + ms
-    while (!(yield* check)) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out after ${ms} ms waiting for ${what}`))
-      yield* sleep(10)
-    }
-  })
-
-interface TestNode {
-  readonly name: string
-  readonly dataDir: string
-  readonly port: number
-  readonly registry: PeerRegistry["Service"]
-  readonly history: History["Service"]
-  readonly initiator: Initiator["Service"]
-  readonly responder: Responder["Service"]
-  readonly events: Array<UiEvent>
-  readonly store: Store["Service"]
-  /** Closes the node (all its sockets and its database). */
-  readonly close: Effect.Effect<void>
-}
-
-/** Builds a layer in a scope of its own (closed by `close`, or at the end of the test). */
-const buildOwned = <A, E>(layer: Layer.Layer<A, E>) =>
-  Effect.gen(function*() {
-    const scope = yield* Scope.make()
-    yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
-    const ctx = yield* Layer.buildWithScope(layer, scope)
-    const events: Array<UiEvent> = []
-    const stream = yield* Scope.provide(scope)((ctx as Context.Context<Events | A>).pipe(Context.get(Events)).subscribe)
-    yield* Effect.forkIn(Stream.runForEach(stream, (e) => Effect.sync(() => void events.push(e))), scope)
-    return { ctx, scope, events }
-  })
-
-const withTuning = <A, E>(layer: Layer.Layer<A, E>) => layer.pipe(Layer.provide(Layer.succeed(InitiatorTuning, TUNING)))
-
-/** A whole node (`p2pchat start` without the console). */
-const startNode = (name: string, dataDir: string, overrides: Partial<NodeConfig> = {}) =>
-  Effect.gen(function*() {
-    const { ctx, scope, events } = yield* buildOwned(withTuning(nodeRole(testConfig({ name, dataDir, ...overrides }))))
-    const node: TestNode = {
-      name,
-      dataDir,
-      port: Context.get(ctx, Responder).port,
-      registry: Context.get(ctx, PeerRegistry),
-      history: Context.get(ctx, History),
-      initiator: Context.get(ctx, Initiator),
-      responder: Context.get(ctx, Responder),
-      events,
-      store: Context.get(ctx, Store),
-      close: Scope.close(scope, Exit.void)
-    }
-    return node
-  })
+/** A whole node (`p2pchat start` without the console) on `dataDir`. */
+const startNode = (name: string, dataDir: string, config: Partial<NodeConfig> = {}) =>
+  startTestNode(name, { dataDir, config, tuning: TUNING })
 
 /** Only an initiator with its own history and registry: a light sender. */
 const startSender = (name: string, dataDir: string) =>
@@ -117,7 +53,7 @@ const startSender = (name: string, dataDir: string) =>
       Layer.provideMerge(storeOf(config)),
       Layer.provideMerge(baseLayer(config))
     )
-    const { ctx } = yield* buildOwned(withTuning(layer))
+    const { ctx } = yield* buildOwned(withTuning(layer, TUNING))
     return {
       registry: Context.get(ctx, PeerRegistry),
       history: Context.get(ctx, History),
@@ -134,12 +70,6 @@ const meetClassic = (registry: PeerRegistry["Service"], username: string, port: 
   // The registry takes the port from `port`; a real classic peer would not send it, but a
   // classic peer on loopback cannot use 6001 in a test. Without `proto` it stays classic.
   registry.heard({ username, port }, LOOPBACK, 0)
-
-const conversation = (node: { readonly history: History["Service"] }, peer?: string) =>
-  Effect.orDie(node.history.conversation(peer))
-
-const summary = (entries: ReadonlyArray<HistoryEntry>) =>
-  entries.map((e) => `${e.direction} ${e.peer} ${e.mode} ${e.state} ${e.text}`)
 
 // ---------------------------------------------------------------------------------------------
 // Raw TCP clients and servers (classic peers, misbehaving peers)
@@ -191,44 +121,6 @@ const writeSplit = (c: RawClient, text: string, cuts: ReadonlyArray<number>) =>
 const pretty = (obj: object) => JSON.stringify(obj, null, 4)
 
 const b64 = (text: string) => Buffer.from(text, "utf8").toString("base64")
-
-/** A TCP server owned by the test scope. */
-const rawServer = (onConnection: (socket: net.Socket) => void) =>
-  Effect.acquireRelease(
-    Effect.promise(() =>
-      new Promise<{ server: net.Server; port: number; sockets: Set<net.Socket> }>((resolve) => {
-        const sockets = new Set<net.Socket>()
-        const server = net.createServer((s) => {
-          sockets.add(s)
-          s.on("close", () => sockets.delete(s))
-          s.on("error", () => {})
-          onConnection(s)
-        })
-        server.listen(0, LOOPBACK, () => resolve({ server, port: (server.address() as net.AddressInfo).port, sockets }))
-      })
-    ),
-    ({ server, sockets }) =>
-      Effect.promise(() =>
-        new Promise<void>((done) => {
-          for (const s of sockets) s.destroy()
-          server.close(() => done())
-        })
-      )
-  )
-
-/** A port nothing listens on (bound by the OS, then released). */
-const closedPort = Effect.promise(() =>
-  new Promise<number>((resolve) => {
-    const s = net.createServer()
-    s.listen(0, LOOPBACK, () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
-)
-
-const messageEvents = (events: ReadonlyArray<UiEvent>) =>
-  events.flatMap((e) => (e.event === "message" ? [`${e.from}: ${e.text} (${e.mode})`] : []))
 
 // ---------------------------------------------------------------------------------------------
 
@@ -287,14 +179,14 @@ describe("chat between p2pchat nodes", () => {
       const unknown = yield* Effect.flip(alice.initiator.send("bob", "anyone?"))
       assert.strictEqual(unknown.reason, "UnknownUser")
       assert.strictEqual(unknown.message, "no user 'bob' is online; 'users' lists who is")
-      yield* meetClassic(alice.registry, "dave", yield* closedPort)
+      yield* meetClassic(alice.registry, "dave", yield* freeTcpPort)
       const secure = yield* Effect.flip(alice.initiator.send("dave", "psst", "secure"))
       assert.strictEqual(secure.reason, "Unsupported")
       assert.include(secure.message, "dave runs a classic chat program")
       assert.include(secure.message, "only classic")
       assert.include(secure.message, "NOT secure")
       assert.include(secure.message, "unsecure")
-      yield* meet(alice.registry, "bob", yield* closedPort)
+      yield* meet(alice.registry, "bob", yield* freeTcpPort)
       const tooLong = yield* Effect.flip(alice.initiator.send("bob", "x".repeat(50_000)))
       assert.strictEqual(tooLong.reason, "Refused")
       assert.include(tooLong.message, "too long")
@@ -337,7 +229,7 @@ describe("client role (send/chat beside a running node)", () => {
       const bob = yield* startNode("bob", yield* tempDir("bob"))
       yield* meet(alice.registry, "Bob", bob.port)
 
-      const { ctx } = yield* buildOwned(withTuning(clientRole(testConfig({ name: "alice", dataDir: aliceDir }))))
+      const { ctx } = yield* buildOwned(withTuning(clientRole(testConfig({ name: "alice", dataDir: aliceDir })), TUNING))
       const registry = Context.get(ctx, PeerRegistry)
       // the node saves its registry within a quarter of a second
       yield* waitUntilEffect("bob in the snapshot", Effect.map(registry.lookup("bob"), Option.isSome))
@@ -448,7 +340,7 @@ describe("responder with classic clients", () => {
         readonly frame: Record<string, unknown> | undefined
       }
       const reads: Array<Read> = []
-      const { port } = yield* rawServer((socket) => {
+      const { port } = yield* tcpServer((socket) => {
         // The original responder: recv(1024), json.loads of exactly that, answer key 5.
         socket.on("readable", () => {
           let chunk: Buffer | null
@@ -562,17 +454,7 @@ describe("responder under load and abuse", () => {
 
   it.live("garbage, an oversized frame, a bad schema and a half frame are each dropped with a logged reason; another client keeps chatting", () =>
     Effect.gen(function*() {
-      const logged: Array<string> = []
-      const realWrite = process.stderr.write.bind(process.stderr)
-      yield* Effect.acquireRelease(
-        Effect.sync(() => {
-          process.stderr.write = ((chunk: string | Uint8Array) => {
-            logged.push(String(chunk))
-            return true
-          }) as typeof process.stderr.write
-        }),
-        () => Effect.sync(() => void (process.stderr.write = realWrite))
-      )
+      const logged = yield* captureLog
       const bob = yield* startNode("bob", yield* tempDir("bob"), { logLevel: "warning" })
       const good = yield* rawClient(bob.port)
       const say = (n: number) =>
@@ -687,7 +569,7 @@ describe("delivery: pending, timeout, retry", () => {
 
       // A relay that passes alice's frames to bob but swallows bob's acks (until told not to).
       let passAcks = false
-      const relay = yield* rawServer((inbound) => {
+      const relay = yield* tcpServer((inbound) => {
         const outbound = net.createConnection({ host: LOOPBACK, port: bob.port })
         outbound.on("error", () => inbound.destroy())
         inbound.on("data", (c) => outbound.write(c))
@@ -716,7 +598,7 @@ describe("delivery: pending, timeout, retry", () => {
 
       // a port nothing listens on
       const carolDir = yield* tempDir("carol")
-      yield* meet(alice.registry, "carol", yield* closedPort)
+      yield* meet(alice.registry, "carol", yield* freeTcpPort)
       const refused = yield* Effect.flip(alice.initiator.send("carol", "first try", "classic"))
       assert.strictEqual(refused.reason, "Unreachable")
       assert.include(refused.message, "connection refused")

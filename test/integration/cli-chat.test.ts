@@ -16,31 +16,22 @@
  *
  * Loopback only: every node gets `--bind 127.0.0.1` and a 127.0.0.1 target.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { beforeAll, describe, expect, it } from "vitest"
 import {
   type CliProcess,
-  cleanup,
-  ensureBuilt,
-  freePort,
+  type HistoryRow,
+  LOOPBACK,
+  type Mode,
+  nodeOptions,
+  nodePair,
+  type NodeSpec,
   runCli,
   type RunResult,
   sleep,
   spawnCli,
-  tempDir,
+  useBuiltCli,
   waitFor
 } from "../support/cli.ts"
-
-const LOOPBACK = "127.0.0.1"
-
-interface NodeSpec {
-  readonly name: string
-  readonly dataDir: string
-  readonly udpPort: number
-  readonly tcpPort: number
-  readonly targetUdpPort: number
-}
-
-type Mode = "plain" | "classic-3des" | "noise"
 
 /** One message the test sent, in the order it was sent. */
 interface Sent {
@@ -50,26 +41,8 @@ interface Sent {
   readonly mode: Mode
 }
 
-interface HistoryRow {
-  readonly id: string
-  readonly peer: string
-  readonly direction: "sent" | "received"
-  readonly text: string
-  readonly at: string
-  readonly mode: Mode
-  readonly state: "pending" | "delivered" | "sent" | "received"
-}
-
 /** The one set of options every command gets (CLI.md: every command accepts every option). */
-const optionsOf = (n: NodeSpec): Array<string> => [
-  "--name", n.name,
-  "--data-dir", n.dataDir,
-  "--bind", LOOPBACK,
-  "--udp-port", String(n.udpPort),
-  "--tcp-port", String(n.tcpPort),
-  "--target", `${LOOPBACK}:${n.targetUdpPort}`,
-  "--announce-every", "1s"
-]
+const optionsOf = (n: NodeSpec): Array<string> => [...nodeOptions(n), "--announce-every", "1s"]
 
 const startNode = (n: NodeSpec): CliProcess => spawnCli(["start", ...optionsOf(n)], { stdin: "pipe" })
 
@@ -181,17 +154,13 @@ const expectedHistory = (self: string, peer: string) =>
 const shape = (rows: ReadonlyArray<HistoryRow>) =>
   rows.map(({ direction, mode, peer, state, text }) => ({ peer, direction, text, mode, state }))
 
+// The steps share the two nodes: cleaned up after the file, not after each test.
+useBuiltCli({ cleanupAfterEach: false })
+
 beforeAll(async () => {
-  await ensureBuilt()
-  const [udpA, udpB, tcpA, tcpB] = [await freePort(), await freePort(), await freePort(), await freePort()]
-  alice = { name: "alice", dataDir: tempDir("p2pchat-cli-alice-"), udpPort: udpA, tcpPort: tcpA, targetUdpPort: udpB }
-  bob = { name: "bob", dataDir: tempDir("p2pchat-cli-bob-"), udpPort: udpB, tcpPort: tcpB, targetUdpPort: udpA }
+  ;({ alice, bob } = await nodePair("p2pchat-cli-"))
   specs.set("alice", alice)
   specs.set("bob", bob)
-}, 120_000)
-
-afterAll(async () => {
-  await cleanup()
 })
 
 /** Starts both nodes and waits until each console shows the other online. */

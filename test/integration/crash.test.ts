@@ -15,67 +15,34 @@
  * Loopback only: every node gets `--bind 127.0.0.1` and a 127.0.0.1 target, on free ports.
  * Every wait is bounded; every process is killed in afterEach (cleanup()).
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import {
   type CliProcess,
-  cleanup,
-  ensureBuilt,
-  freePort,
+  type HistoryRow,
+  isPeer,
+  nodeOptions,
+  nodePair,
+  type NodeSpec,
   parseJsonLine,
   runCli,
   sleep,
   spawnCli,
-  tempDir,
+  useBuiltCli,
   waitFor
 } from "../support/cli.ts"
 
-const LOOPBACK = "127.0.0.1"
 const TOTAL = 1_000
 /** One console line every PACE_MS: 100 messages a second. */
 const PACE_MS = 10
 /** How long the sender gets, after its last line, to deliver what is still pending. */
 const SETTLE_MS = 20_000
 
-interface NodeSpec {
-  readonly name: string
-  readonly dataDir: string
-  readonly udpPort: number
-  readonly tcpPort: number
-  readonly targetUdpPort: number
-}
-
-interface HistoryRow {
-  readonly id: string
-  readonly peer: string
-  readonly direction: "sent" | "received"
-  readonly text: string
-  readonly at: string
-  readonly mode: "plain" | "classic-3des" | "noise"
-  readonly state: "pending" | "delivered" | "sent" | "received"
-}
-
 const texts = Array.from({ length: TOTAL }, (_, i) => `m${String(i + 1).padStart(4, "0")}`)
 
 const startNode = (n: NodeSpec): CliProcess =>
-  spawnCli([
-    "start",
-    "--name", n.name,
-    "--bind", LOOPBACK,
-    "--udp-port", String(n.udpPort),
-    "--tcp-port", String(n.tcpPort),
-    "--target", `${LOOPBACK}:${n.targetUdpPort}`,
-    "--announce-every", "500ms",
-    "--away-after", "2s",
-    "--json",
-    "--data-dir", n.dataDir
-  ], { stdin: "pipe" })
+  spawnCli(["start", ...nodeOptions(n), "--announce-every", "500ms", "--away-after", "2s", "--json"], { stdin: "pipe" })
 
-const pair = async () => {
-  const [udpA, udpB, tcpA, tcpB] = [await freePort(), await freePort(), await freePort(), await freePort()]
-  const alice: NodeSpec = { name: "alice", dataDir: tempDir("p2pchat-crash-alice-"), udpPort: udpA, tcpPort: tcpA, targetUdpPort: udpB }
-  const bob: NodeSpec = { name: "bob", dataDir: tempDir("p2pchat-crash-bob-"), udpPort: udpB, tcpPort: tcpB, targetUdpPort: udpA }
-  return { alice, bob }
-}
+const pair = () => nodePair("p2pchat-crash-")
 
 /** `history PEER --json` on a data dir (the node that owns it must be stopped or killed). */
 const historyOf = async (n: NodeSpec, peer: string): Promise<Array<HistoryRow>> => {
@@ -83,9 +50,6 @@ const historyOf = async (n: NodeSpec, peer: string): Promise<Array<HistoryRow>> 
   expect(r.code, `history ${peer} on ${n.name}'s data dir failed:\n${r.stderr}`).toBe(0)
   return JSON.parse(r.stdout) as Array<HistoryRow>
 }
-
-const isPeer = (username: string, status: string) => (e: any) =>
-  e.event === "peer" && e.username === username && e.status === status
 
 /**
  * What a sender process printed, read incrementally: the ids it saw acknowledged (with the
@@ -186,17 +150,7 @@ const checkExactlyOnce = (acked: ReadonlyMap<string, number>, bobRows: ReadonlyA
   return summary
 }
 
-beforeAll(async () => {
-  await ensureBuilt()
-}, 120_000)
-
-afterEach(async () => {
-  await cleanup()
-})
-
-afterAll(async () => {
-  await cleanup()
-})
+useBuiltCli({ cleanupAfterEach: true })
 
 describe("crash safety: kill -9 mid-stream, 1,000 messages", () => {
   it("the receiver killed with SIGKILL 4 times while the sender streams: no acked message lost, each text exactly once", async () => {

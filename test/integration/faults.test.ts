@@ -28,62 +28,34 @@ import { createRequire } from "node:module"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import { afterEach, describe, expect, it } from "vitest"
 import {
   BIN,
   type CliProcess,
-  cleanup,
-  ensureBuilt,
   freePort,
+  isPeer,
+  LOOPBACK,
+  nodeOptions,
+  nodePair,
+  type NodeSpec,
   runCli,
   type RunResult,
   sleep,
   spawnCli,
   tempDir,
+  useBuiltCli,
   waitFor
 } from "../support/cli.ts"
 
-const LOOPBACK = "127.0.0.1"
 const OTHER_LOOPBACK = "127.0.0.2"
 const DB = "p2pchat.db"
 
-interface NodeSpec {
-  readonly name: string
-  readonly dataDir: string
-  readonly bind: string
-  readonly udpPort: number
-  readonly tcpPort: number
-  readonly targets: ReadonlyArray<string>
-}
-
-const optionsOf = (n: NodeSpec): Array<string> => [
-  "--name", n.name,
-  "--data-dir", n.dataDir,
-  "--bind", n.bind,
-  "--udp-port", String(n.udpPort),
-  "--tcp-port", String(n.tcpPort),
-  ...n.targets.flatMap((t) => ["--target", t]),
-  "--announce-every", "500ms",
-  "--away-after", "2s"
-]
+/** The options every command of `n` gets: the node's own, and its timers. */
+const optionsOf = (n: NodeSpec): Array<string> => [...nodeOptions(n), "--announce-every", "500ms", "--away-after", "2s"]
 
 const startNode = (n: NodeSpec): CliProcess => spawnCli(["start", ...optionsOf(n), "--json"], { stdin: "pipe" })
 
-const pair = async () => {
-  const [udpA, udpB, tcpA, tcpB] = [await freePort(), await freePort(), await freePort(), await freePort()]
-  const alice: NodeSpec = {
-    name: "alice", dataDir: tempDir("p2pchat-faults-alice-"), bind: LOOPBACK, udpPort: udpA, tcpPort: tcpA,
-    targets: [`${LOOPBACK}:${udpB}`]
-  }
-  const bob: NodeSpec = {
-    name: "bob", dataDir: tempDir("p2pchat-faults-bob-"), bind: LOOPBACK, udpPort: udpB, tcpPort: tcpB,
-    targets: [`${LOOPBACK}:${udpA}`]
-  }
-  return { alice, bob }
-}
-
-const isPeer = (username: string, status: string) => (e: any) =>
-  e.event === "peer" && e.username === username && e.status === status
+const pair = () => nodePair("p2pchat-faults-")
 
 /** A node spec on a data dir of the test's choosing, with free ports; it needs no peer. */
 const loneNode = async (dataDir: string): Promise<NodeSpec> => {
@@ -147,17 +119,10 @@ const sentinel = (host: string, port: number) =>
 
 const servers: Array<{ readonly close: () => Promise<void> }> = []
 
-beforeAll(async () => {
-  await ensureBuilt()
-}, 120_000)
+useBuiltCli({ cleanupAfterEach: true })
 
 afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.close()))
-  await cleanup()
-})
-
-afterAll(async () => {
-  await cleanup()
 })
 
 // ---------------------------------------------------------------------------------------------

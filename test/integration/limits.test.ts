@@ -20,26 +20,18 @@
  * test says so. Every wait is bounded; every socket and the child are closed at the end.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Scope, Stream } from "effect"
+import { Effect } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
-import * as os from "node:os"
-import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as v8 from "node:v8"
 import * as vm from "node:vm"
 import { MAX_FRAME_BYTES } from "../../src/domain/Framing.ts"
-import { nodeRole } from "../../src/layers/Node.ts"
 import { type NodeConfig, testConfig } from "../../src/services/Config.ts"
-import { Crypto } from "../../src/services/Crypto.ts"
-import { Events, type UiEvent } from "../../src/services/Events.ts"
-import { History } from "../../src/services/History.ts"
-import { Initiator, InitiatorTuning } from "../../src/services/Initiator.ts"
-import { PeerRegistry } from "../../src/services/PeerRegistry.ts"
-import { Responder, type ResponderStats } from "../../src/services/Responder.ts"
+import type { ResponderStats } from "../../src/services/Responder.ts"
+import { captureLog, LOOPBACK, meet, polls, sleep, startNode as startTestNode, type TestNode } from "../support/node.ts"
 
-const LOOPBACK = "127.0.0.1"
 const TUNING = { ackTimeoutMs: 2000, connectTimeoutMs: 2000, classicPauseMs: 100, handshakeTimeoutMs: 2000 }
 const LOAD_CLIENTS = fileURLToPath(new URL("../support/load-clients.mjs", import.meta.url))
 
@@ -51,31 +43,7 @@ const heapMb = () => {
   return process.memoryUsage().heapUsed / 1048576
 }
 
-const sleep = (ms: number) => Effect.sleep(`${ms} millis`)
-
-const waitUntil = (what: string, check: () => boolean, ms = 5000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + ms
-    while (!check()) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out after ${ms} ms waiting for ${what}`))
-      yield* sleep(10)
-    }
-  })
-
-const waitUntilEffect = <E, R>(what: string, check: Effect.Effect<boolean, E, R>, ms = 5000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + ms
-    while (!(yield* check)) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out after ${ms} ms waiting for ${what}`))
-      yield* sleep(10)
-    }
-  })
-
-const tempDir = (prefix: string) =>
-  Effect.acquireRelease(
-    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), `p2pchat-limits-${prefix}-`))),
-    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-  )
+const { waitUntil, waitUntilEffect } = polls(5000)
 
 /** Open-files soft limit of this process (Linux), or undefined when unknown. */
 const openFilesLimit = (): number | undefined => {
@@ -100,44 +68,8 @@ const loadSize = () => {
   return scaled
 }
 
-interface TestNode {
-  readonly name: string
-  readonly id: string
-  readonly port: number
-  readonly registry: PeerRegistry["Service"]
-  readonly history: History["Service"]
-  readonly initiator: Initiator["Service"]
-  readonly responder: Responder["Service"]
-  readonly events: Array<UiEvent>
-}
-
-const startNode = (name: string, overrides: Partial<NodeConfig> = {}) =>
-  Effect.gen(function*() {
-    const dataDir = yield* tempDir(name)
-    const scope = yield* Scope.make()
-    yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
-    const layer = nodeRole(testConfig({ name, dataDir, ...overrides })).pipe(
-      Layer.provide(Layer.succeed(InitiatorTuning, TUNING))
-    )
-    const ctx = yield* Layer.buildWithScope(layer, scope)
-    const events: Array<UiEvent> = []
-    const stream = yield* Scope.provide(scope)(Context.get(ctx, Events).subscribe)
-    yield* Effect.forkIn(Stream.runForEach(stream, (e) => Effect.sync(() => void events.push(e))), scope)
-    const node: TestNode = {
-      name,
-      id: Context.get(ctx, Crypto).identity.id,
-      port: Context.get(ctx, Responder).port,
-      registry: Context.get(ctx, PeerRegistry),
-      history: Context.get(ctx, History),
-      initiator: Context.get(ctx, Initiator),
-      responder: Context.get(ctx, Responder),
-      events
-    }
-    return node
-  })
-
-const meet = (node: TestNode, peer: TestNode) =>
-  node.registry.heard({ username: peer.name, proto: "p2pchat/1", port: peer.port, id: peer.id }, LOOPBACK, 0)
+/** A whole node on a fresh temp data dir. */
+const startNode = (name: string, config: Partial<NodeConfig> = {}) => startTestNode(name, { config, tuning: TUNING })
 
 const stats = (node: TestNode) => node.responder.stats
 
@@ -195,22 +127,6 @@ const establishedClient = (port: number, id: string) =>
     yield* waitUntil(`ack ${id}`, () => c.received().includes(`{"ack":"${id}"}`))
     return c
   })
-
-/** Collects what the node logs (stderr) for the rest of the test. */
-const captureLog = Effect.gen(function*() {
-  const logged: Array<string> = []
-  const realWrite = process.stderr.write.bind(process.stderr)
-  yield* Effect.acquireRelease(
-    Effect.sync(() => {
-      process.stderr.write = ((chunk: string | Uint8Array) => {
-        logged.push(String(chunk))
-        return true
-      }) as typeof process.stderr.write
-    }),
-    () => Effect.sync(() => void (process.stderr.write = realWrite))
-  )
-  return logged
-})
 
 // ---------------------------------------------------------------------------------------------
 // The load child

@@ -7,54 +7,38 @@ import { createHash, createPrivateKey, createPublicKey } from "node:crypto"
 import * as dgram from "node:dgram"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { afterEach, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { broadcastAddresses } from "../../src/services/PresenceSocket.ts"
 import {
   type CliProcess,
-  cleanup,
-  ensureBuilt,
-  freePort,
+  isPeer,
+  LOOPBACK,
+  nodeOptions,
+  nodePair,
+  type NodeSpec as CliNodeSpec,
   parseJsonLine,
   runCli,
   sleep,
   spawnCli,
   tempDir,
+  useBuiltCli,
   waitFor
 } from "../support/cli.ts"
 
-const LOOPBACK = "127.0.0.1"
-
-interface NodeSpec {
-  readonly name: string
-  readonly dataDir: string
-  readonly udpPort: number
-  readonly tcpPort: number
-  readonly targetUdpPort: number
+/** A node and the timers it runs with. */
+interface NodeSpec extends CliNodeSpec {
   readonly timers: ReadonlyArray<string>
 }
 
 const FAST_TIMERS = ["--announce-every", "1s", "--away-after", "2s", "--expire-after", "4s"]
 const SLOW_EXPIRY = ["--announce-every", "1s", "--away-after", "10s", "--expire-after", "60s"]
 
-const startNode = (n: NodeSpec): CliProcess =>
-  spawnCli([
-    "start",
-    "--name", n.name,
-    "--bind", LOOPBACK,
-    "--udp-port", String(n.udpPort),
-    "--tcp-port", String(n.tcpPort),
-    "--target", `${LOOPBACK}:${n.targetUdpPort}`,
-    ...n.timers,
-    "--json",
-    "--data-dir", n.dataDir
-  ])
+const startNode = (n: NodeSpec): CliProcess => spawnCli(["start", ...nodeOptions(n), ...n.timers, "--json"])
 
-/** Two node specs that target each other, with their own data dirs and ports. */
-const pair = async (timers: ReadonlyArray<string>) => {
-  const [udpA, udpB, tcpA, tcpB] = [await freePort(), await freePort(), await freePort(), await freePort()]
-  const alice: NodeSpec = { name: "alice", dataDir: tempDir("p2pchat-alice-"), udpPort: udpA, tcpPort: tcpA, targetUdpPort: udpB, timers }
-  const bob: NodeSpec = { name: "bob", dataDir: tempDir("p2pchat-bob-"), udpPort: udpB, tcpPort: tcpB, targetUdpPort: udpA, timers }
-  return { alice, bob }
+/** Two node specs that target each other, with their own data dirs and ports, and these timers. */
+const pair = async (timers: ReadonlyArray<string>): Promise<{ alice: NodeSpec; bob: NodeSpec }> => {
+  const { alice, bob } = await nodePair("p2pchat-")
+  return { alice: { ...alice, timers }, bob: { ...bob, timers } }
 }
 
 const whoami = async (dataDir: string) => {
@@ -116,9 +100,6 @@ const sendFrom = (fromIp: string, port: number, payloads: ReadonlyArray<Uint8Arr
 const peerEvents = (node: CliProcess, username: string) =>
   node.json().filter((e) => e.event === "peer" && e.username === username)
 
-const isPeerEvent = (username: string, status: string) => (e: any) =>
-  e.event === "peer" && e.username === username && e.status === status
-
 /** The fingerprint of the X25519 key in identity.key, computed independently of src/. */
 const fingerprintOfKeyFile = (file: string) => {
   const raw = fs.readFileSync(file)
@@ -131,13 +112,7 @@ const fingerprintOfKeyFile = (file: string) => {
   return { fingerprint: groups.join(" "), id: publicKey.toString("base64url") }
 }
 
-beforeAll(async () => {
-  await ensureBuilt()
-}, 120_000)
-
-afterEach(async () => {
-  await cleanup()
-})
+useBuiltCli({ cleanupAfterEach: true })
 
 describe("presence between two nodes on loopback", () => {
   it("two nodes find each other within one announce interval, then a killed node goes away, then expires (peers and events agree)", async () => {
@@ -152,8 +127,8 @@ describe("presence between two nodes on loopback", () => {
 
     const b = startNode(bob)
     const [aSeesBob, bSeesAlice] = await Promise.all([
-      a.waitForJson(isPeerEvent("bob", "online"), 5_000),
-      b.waitForJson(isPeerEvent("alice", "online"), 5_000)
+      a.waitForJson(isPeer("bob", "online"), 5_000),
+      b.waitForJson(isPeer("alice", "online"), 5_000)
     ])
     const interval = 1_000
     expect(aSeesBob.at - b.startedAt, "alice saw bob too late").toBeLessThan(interval + 500)
@@ -187,9 +162,9 @@ describe("presence between two nodes on loopback", () => {
     }, 5_000, 100)
     expect(goneAt - killedAt).toBeGreaterThanOrEqual(2_800)
 
-    const expired = await a.waitForJson(isPeerEvent("bob", "expired"), 3_000)
+    const expired = await a.waitForJson(isPeer("bob", "expired"), 3_000)
     expect(peerEvents(a, "bob").map((e) => e.status)).toEqual(["online", "away", "expired"])
-    const awayEvent = a.stdoutAt[a.stdout.findIndex((l) => isPeerEvent("bob", "away")(parseJsonLine(l) ?? {}))]!
+    const awayEvent = a.stdoutAt[a.stdout.findIndex((l) => isPeer("bob", "away")(parseJsonLine(l) ?? {}))]!
     expect(awayEvent - killedAt).toBeGreaterThanOrEqual(800)
     expect(awayEvent - killedAt).toBeLessThan(2_600)
     expect(expired.at - killedAt).toBeGreaterThanOrEqual(2_800)
@@ -206,8 +181,8 @@ describe("presence between two nodes on loopback", () => {
     await firstAnnouncement // alice's next periodic announcement is ~10 s away
     const b = startNode(bob)
     const [aSeesBob, bSeesAlice] = await Promise.all([
-      a.waitForJson(isPeerEvent("bob", "online"), 5_000),
-      b.waitForJson(isPeerEvent("alice", "online"), 5_000)
+      a.waitForJson(isPeer("bob", "online"), 5_000),
+      b.waitForJson(isPeer("alice", "online"), 5_000)
     ])
     expect(aSeesBob.at - b.startedAt).toBeLessThan(1_500)
     expect(bSeesAlice.at - b.startedAt).toBeLessThan(1_500)
@@ -218,14 +193,14 @@ describe("presence between two nodes on loopback", () => {
     const a = startNode(alice)
     const b = startNode(bob)
     await Promise.all([
-      a.waitForJson(isPeerEvent("bob", "online"), 8_000),
-      b.waitForJson(isPeerEvent("alice", "online"), 8_000)
+      a.waitForJson(isPeer("bob", "online"), 8_000),
+      b.waitForJson(isPeer("alice", "online"), 8_000)
     ])
     await waitFor("bob in alice's peers", async () => (await peers(alice.dataDir, SLOW_EXPIRY)).find((r) => r.username === "bob"), 3_000)
 
     const stoppedAt = Date.now()
     const exit = b.stop("SIGTERM")
-    const left = await a.waitForJson(isPeerEvent("bob", "left"), 2_000)
+    const left = await a.waitForJson(isPeer("bob", "left"), 2_000)
     expect(left.at - stoppedAt).toBeLessThan(1_000)
     expect(left.value).toMatchObject({ address: LOOPBACK, port: bob.tcpPort, proto: "p2pchat/1" })
     expect((await exit).signal, "bob needed SIGKILL to stop").not.toBe("SIGKILL")
@@ -242,8 +217,8 @@ describe("presence between two nodes on loopback", () => {
     const { alice, bob } = await pair(SLOW_EXPIRY)
     const a = startNode(alice)
     const b = startNode(bob)
-    await a.waitForJson(isPeerEvent("bob", "online"), 8_000)
-    await b.waitForJson(isPeerEvent("alice", "online"), 8_000)
+    await a.waitForJson(isPeer("bob", "online"), 8_000)
+    await b.waitForJson(isPeer("alice", "online"), 8_000)
     const before = await waitFor("bob in alice's peers", async () =>
       (await peers(alice.dataDir, SLOW_EXPIRY)).find((r) => r.username === "bob"), 3_000)
 
@@ -307,7 +282,7 @@ describe("presence between two nodes on loopback", () => {
 
     // A valid classic announcement from another loopback address is still heard.
     await sendFrom("127.0.0.9", port, [JSON.stringify({ username: "carol" })])
-    const carol = await a.waitForJson(isPeerEvent("carol", "online"), 3_000)
+    const carol = await a.waitForJson(isPeer("carol", "online"), 3_000)
     expect(carol.value).toMatchObject({ address: "127.0.0.9", port: 6001, proto: "classic", fingerprint: null })
     const row = await waitFor("carol in alice's peers", async () =>
       (await peers(alice.dataDir, SLOW_EXPIRY)).find((r) => r.username === "carol"), 2_000)

@@ -5,190 +5,65 @@
  * delivery test, where presence runs over real UDP on loopback. Every wait is bounded.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Exit, Layer, Option, Scope, Stream } from "effect"
+import { Context, Effect, Option } from "effect"
 import * as dgram from "node:dgram"
 import * as fs from "node:fs"
 import * as net from "node:net"
-import * as os from "node:os"
 import * as path from "node:path"
 import { generateKeyPair } from "../../src/domain/Noise.ts"
-import { nodeRole, respondRole } from "../../src/layers/Node.ts"
+import { respondRole } from "../../src/layers/Node.ts"
 import { type NodeConfig, testConfig } from "../../src/services/Config.ts"
 import { dial, sessionIO } from "../../src/services/Connection.ts"
 import { Crypto, IDENTITY_FILE, type Identity, identityFromKeyPair, idToKey, makeCrypto } from "../../src/services/Crypto.ts"
-import { Events, type UiEvent } from "../../src/services/Events.ts"
-import { History, type HistoryEntry } from "../../src/services/History.ts"
-import { Initiator, InitiatorTuning, SendError } from "../../src/services/Initiator.ts"
-import { PeerRegistry } from "../../src/services/PeerRegistry.ts"
-import { PresenceSocket } from "../../src/services/PresenceSocket.ts"
+import type { UiEvent } from "../../src/services/Events.ts"
+import { SendError } from "../../src/services/Initiator.ts"
 import { Responder } from "../../src/services/Responder.ts"
 import { type FrameIO, initiate, type SecureChannel, type SessionError, trust } from "../../src/services/SecureSession.ts"
+import {
+  buildOwned,
+  captureLog,
+  conversation,
+  freeTcpPort,
+  freeUdpPort,
+  LOOPBACK,
+  meet,
+  messageEvents,
+  polls,
+  sleep,
+  startNode as startTestNode,
+  summary,
+  tcpServer,
+  tempDir,
+  type TestNode
+} from "../support/node.ts"
 
-const LOOPBACK = "127.0.0.1"
 const TUNING = { ackTimeoutMs: 500, connectTimeoutMs: 1000, classicPauseMs: 100, handshakeTimeoutMs: 1000 }
 
-const tempDir = (prefix: string) =>
-  Effect.acquireRelease(
-    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), `p2pchat-secure-${prefix}-`))),
-    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-  )
+const { waitUntil, waitUntilEffect } = polls(3000)
 
-const sleep = (ms: number) => Effect.sleep(`${ms} millis`)
-
-/** Polls `check` every 10 ms until it holds; fails the test after `ms`. */
-const waitUntil = (what: string, check: () => boolean, ms = 3000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + ms
-    while (!check()) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out after ${ms} ms waiting for ${what}`))
-      yield* sleep(10)
-    }
-  })
-
-const waitUntilEffect = <E, R>(what: string, check: Effect.Effect<boolean, E, R>, ms = 3000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + ms
-    while (!(yield* check)) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out after ${ms} ms waiting for ${what}`))
-      yield* sleep(10)
-    }
-  })
-
-interface TestNode {
-  readonly name: string
-  readonly dataDir: string
-  readonly port: number
-  readonly udpPort: number
-  readonly id: string
-  readonly fingerprint: string
-  readonly context: Context.Context<History>
-  readonly registry: PeerRegistry["Service"]
-  readonly history: History["Service"]
-  readonly initiator: Initiator["Service"]
-  readonly responder: Responder["Service"]
-  readonly events: Array<UiEvent>
-  readonly close: Effect.Effect<void>
-}
-
-/** A whole node (`p2pchat start` without the console), in a scope of its own. */
-const startNode = (name: string, dataDir: string, overrides: Partial<NodeConfig> = {}, tuning = TUNING) =>
-  Effect.gen(function*() {
-    const scope = yield* Scope.make()
-    yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
-    const layer = nodeRole(testConfig({ name, dataDir, ...overrides })).pipe(
-      Layer.provide(Layer.succeed(InitiatorTuning, tuning))
-    )
-    const ctx = yield* Layer.buildWithScope(layer, scope)
-    const events: Array<UiEvent> = []
-    const stream = yield* Scope.provide(scope)(Context.get(ctx, Events).subscribe)
-    yield* Effect.forkIn(Stream.runForEach(stream, (e) => Effect.sync(() => void events.push(e))), scope)
-    const { identity } = Context.get(ctx, Crypto)
-    const node: TestNode = {
-      name,
-      dataDir,
-      port: Context.get(ctx, Responder).port,
-      udpPort: Context.get(ctx, PresenceSocket).port,
-      id: identity.id,
-      fingerprint: identity.fingerprint,
-      context: ctx as Context.Context<History>,
-      registry: Context.get(ctx, PeerRegistry),
-      history: Context.get(ctx, History),
-      initiator: Context.get(ctx, Initiator),
-      responder: Context.get(ctx, Responder),
-      events,
-      close: Scope.close(scope, Exit.void)
-    }
-    return node
-  })
-
-/** Tells `node` that `peer` (a p2pchat node with its key) is at 127.0.0.1:port, as Discovery would. */
-const meet = (node: TestNode, peer: { readonly name: string; readonly id: string }, port: number) =>
-  node.registry.heard({ username: peer.name, proto: "p2pchat/1", port, id: peer.id }, LOOPBACK, 0)
-
-const conversation = (node: { readonly history: History["Service"] }, peer?: string) =>
-  Effect.orDie(node.history.conversation(peer))
-
-const summary = (entries: ReadonlyArray<HistoryEntry>) =>
-  entries.map((e) => `${e.direction} ${e.peer} ${e.mode} ${e.state} ${e.text}`)
-
-const messageEvents = (events: ReadonlyArray<UiEvent>) =>
-  events.flatMap((e) => (e.event === "message" ? [`${e.from}: ${e.text} (${e.mode})`] : []))
+/** A whole node (`p2pchat start` without the console) on `dataDir`. */
+const startNode = (name: string, dataDir: string, config: Partial<NodeConfig> = {}) =>
+  startTestNode(name, { dataDir, config, tuning: TUNING })
 
 const eventsOf = (events: ReadonlyArray<UiEvent>, kind: "info" | "warning" | "error") =>
   events.flatMap((e) => (e.event === kind ? [e.message] : []))
-
-/** A TCP port the OS chose, released again (for a node that must come back on the same port). */
-const freeTcpPort = Effect.promise(() =>
-  new Promise<number>((resolve) => {
-    const s = net.createServer()
-    s.listen(0, LOOPBACK, () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
-)
-
-const freeUdpPort = Effect.promise(() =>
-  new Promise<number>((resolve) => {
-    const s = dgram.createSocket("udp4")
-    s.bind(0, LOOPBACK, () => {
-      const port = s.address().port
-      s.close(() => resolve(port))
-    })
-  })
-)
 
 /**
  * A TCP relay on loopback to `port`, owned by the test scope; `onData` decides what of each
  * chunk goes on (`up`: from the client to `port`).
  */
 const tcpRelay = (port: number, onData: (up: boolean, chunk: Buffer) => Buffer | undefined) =>
-  Effect.acquireRelease(
-    Effect.promise(() =>
-      new Promise<{ server: net.Server; port: number; sockets: Set<net.Socket> }>((resolve) => {
-        const sockets = new Set<net.Socket>()
-        const server = net.createServer((inbound) => {
-          const outbound = net.createConnection({ host: LOOPBACK, port })
-          for (const [from, to, up] of [[inbound, outbound, true], [outbound, inbound, false]] as const) {
-            sockets.add(from)
-            from.on("data", (c) => {
-              const pass = onData(up, c)
-              if (pass !== undefined) to.write(pass)
-            })
-            from.on("error", () => to.destroy())
-            from.on("close", () => {
-              sockets.delete(from)
-              to.destroy()
-            })
-          }
-        })
-        server.listen(0, LOOPBACK, () => resolve({ server, port: (server.address() as net.AddressInfo).port, sockets }))
+  tcpServer((inbound) => {
+    const outbound = net.createConnection({ host: LOOPBACK, port })
+    for (const [from, to, up] of [[inbound, outbound, true], [outbound, inbound, false]] as const) {
+      from.on("data", (c) => {
+        const pass = onData(up, c)
+        if (pass !== undefined) to.write(pass)
       })
-    ),
-    ({ server, sockets }) =>
-      Effect.promise(() =>
-        new Promise<void>((done) => {
-          for (const s of sockets) s.destroy()
-          server.close(() => done())
-        })
-      )
-  )
-
-/** Collects what the node logs (stderr) for the rest of the test. */
-const captureLog = Effect.gen(function*() {
-  const logged: Array<string> = []
-  const realWrite = process.stderr.write.bind(process.stderr)
-  yield* Effect.acquireRelease(
-    Effect.sync(() => {
-      process.stderr.write = ((chunk: string | Uint8Array) => {
-        logged.push(String(chunk))
-        return true
-      }) as typeof process.stderr.write
-    }),
-    () => Effect.sync(() => void (process.stderr.write = realWrite))
-  )
-  return logged
-})
+      from.on("error", () => to.destroy())
+      from.on("close", () => to.destroy())
+    }
+  })
 
 // ---------------------------------------------------------------------------------------------
 // A misbehaving secure client: a real handshake, then frames a test may rewrite
@@ -268,8 +143,8 @@ describe("secure sessions between p2pchat nodes", () => {
         ;(up ? wire.up : wire.down).push(c)
         return c
       })
-      yield* meet(alice, { name: "bob", id: bob.id }, relay.port)
-      yield* meet(bob, { name: "Alice", id: alice.id }, alice.port)
+      yield* meet(alice, bob, relay.port)
+      yield* meet(bob, alice, alice.port)
 
       // secure is the default to a p2pchat peer that announces a key
       const r1 = yield* alice.initiator.send("BOB", "hello bob, é ✓ 🎉")
@@ -496,11 +371,8 @@ describe("secure sessions between p2pchat nodes", () => {
     Effect.gen(function*() {
       const logged = yield* captureLog
       // `p2pchat respond` may run without a name (a whole node asks for one before it announces)
-      const scope = yield* Scope.make()
-      yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
-      const ctx = yield* Layer.buildWithScope(
-        respondRole(testConfig({ name: undefined, dataDir: yield* tempDir("anon"), logLevel: "warning" })),
-        scope
+      const { ctx } = yield* buildOwned(
+        respondRole(testConfig({ name: undefined, dataDir: yield* tempDir("anon"), logLevel: "warning" }))
       )
       const port = Context.get(ctx, Responder).port
       const e = yield* Effect.flip(rawSecureClient(port, "mallet", yield* identityFromKeyPair(generateKeyPair())))

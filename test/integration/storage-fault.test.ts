@@ -19,84 +19,20 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import Database from "better-sqlite3"
-import { Context, Effect, Exit, Layer, Scope, Stream } from "effect"
-import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
-import { nodeRole } from "../../src/layers/Node.ts"
-import { type NodeConfig, testConfig } from "../../src/services/Config.ts"
-import { Crypto } from "../../src/services/Crypto.ts"
-import { Events, type UiEvent } from "../../src/services/Events.ts"
-import { History } from "../../src/services/History.ts"
-import { Initiator, InitiatorTuning, type SendError } from "../../src/services/Initiator.ts"
-import { PeerRegistry } from "../../src/services/PeerRegistry.ts"
-import { Responder } from "../../src/services/Responder.ts"
-import { Store } from "../../src/services/Store.ts"
+import { Effect } from "effect"
+import type { NodeConfig } from "../../src/services/Config.ts"
+import type { SendError } from "../../src/services/Initiator.ts"
+import { LOOPBACK, meet, polls, sleep, startNode as startTestNode, type TestNode } from "../support/node.ts"
 
-const LOOPBACK = "127.0.0.1"
 /** Retries every 200 ms, so that "stored and sent once the disk has room" happens by itself. */
 const TUNING = { ackTimeoutMs: 500, connectTimeoutMs: 1000, classicPauseMs: 100, handshakeTimeoutMs: 1000, retryEveryMs: 200 }
 /** The largest page count SQLite accepts: "the disk has room again". */
 const NO_PAGE_LIMIT = 1073741823
 
-const tempDir = (prefix: string) =>
-  Effect.acquireRelease(
-    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), `p2pchat-storage-${prefix}-`))),
-    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-  )
+const { waitUntilEffect } = polls(5000)
 
-const sleep = (ms: number) => Effect.sleep(`${ms} millis`)
-
-const waitUntilEffect = <E, R>(what: string, check: Effect.Effect<boolean, E, R>, ms = 5000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + ms
-    while (!(yield* check)) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out after ${ms} ms waiting for ${what}`))
-      yield* sleep(10)
-    }
-  })
-
-interface TestNode {
-  readonly name: string
-  readonly id: string
-  readonly port: number
-  readonly db: Database.Database
-  readonly registry: PeerRegistry["Service"]
-  readonly history: History["Service"]
-  readonly initiator: Initiator["Service"]
-  readonly responder: Responder["Service"]
-  readonly events: Array<UiEvent>
-}
-
-const startNode = (name: string, overrides: Partial<NodeConfig> = {}) =>
-  Effect.gen(function*() {
-    const dataDir = yield* tempDir(name)
-    const scope = yield* Scope.make()
-    yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
-    const layer = nodeRole(testConfig({ name, dataDir, ...overrides })).pipe(
-      Layer.provide(Layer.succeed(InitiatorTuning, TUNING))
-    )
-    const ctx = yield* Layer.buildWithScope(layer, scope)
-    const events: Array<UiEvent> = []
-    const stream = yield* Scope.provide(scope)(Context.get(ctx, Events).subscribe)
-    yield* Effect.forkIn(Stream.runForEach(stream, (e) => Effect.sync(() => void events.push(e))), scope)
-    const node: TestNode = {
-      name,
-      id: Context.get(ctx, Crypto).identity.id,
-      port: Context.get(ctx, Responder).port,
-      db: Context.get(ctx, Store).db,
-      registry: Context.get(ctx, PeerRegistry),
-      history: Context.get(ctx, History),
-      initiator: Context.get(ctx, Initiator),
-      responder: Context.get(ctx, Responder),
-      events
-    }
-    return node
-  })
-
-/** Tells `node` that `peer` is at 127.0.0.1 on its port, as Discovery would. */
-const meet = (node: TestNode, peer: TestNode) =>
-  node.registry.heard({ username: peer.name, proto: "p2pchat/1", port: peer.port, id: peer.id }, LOOPBACK, 0)
+/** A whole node on a fresh temp data dir. */
+const startNode = (name: string, config: Partial<NodeConfig> = {}) => startTestNode(name, { config, tuning: TUNING })
 
 /** Two nodes that know each other and have chatted once (so both keys are pinned: pins are writes too). */
 const pair = (aliceOverrides: Partial<NodeConfig> = {}) =>
@@ -124,19 +60,19 @@ interface Row {
 }
 
 const rows = (node: TestNode): ReadonlyArray<Row> =>
-  node.db.prepare<[], Row>("SELECT seq, id, peer, direction, text, at, mode, state FROM messages ORDER BY seq").all()
+  node.store.db.prepare<[], Row>("SELECT seq, id, peer, direction, text, at, mode, state FROM messages ORDER BY seq").all()
 
-const integrity = (node: TestNode): string => node.db.pragma("integrity_check", { simple: true }) as string
+const integrity = (node: TestNode): string => node.store.db.pragma("integrity_check", { simple: true }) as string
 
 /** Disk full: no page more than the file has now (SQLITE_FULL for any write that needs one). */
 const fillDisk = (node: TestNode) => {
-  const pages = node.db.pragma("page_count", { simple: true }) as number
-  const free = node.db.pragma("freelist_count", { simple: true }) as number
-  assert.strictEqual(node.db.pragma(`max_page_count = ${pages}`, { simple: true }), pages)
-  return { pages, free, pageSize: node.db.pragma("page_size", { simple: true }) as number }
+  const pages = node.store.db.pragma("page_count", { simple: true }) as number
+  const free = node.store.db.pragma("freelist_count", { simple: true }) as number
+  assert.strictEqual(node.store.db.pragma(`max_page_count = ${pages}`, { simple: true }), pages)
+  return { pages, free, pageSize: node.store.db.pragma("page_size", { simple: true }) as number }
 }
 
-const freeDisk = (node: TestNode) => void node.db.pragma(`max_page_count = ${NO_PAGE_LIMIT}`)
+const freeDisk = (node: TestNode) => void node.store.db.pragma(`max_page_count = ${NO_PAGE_LIMIT}`)
 
 /** A text that needs at least `pages` new pages of its own (overflow pages), in a secure frame. */
 const bigText = (label: string, bytes: number) => `${label} ` + "x".repeat(bytes)
@@ -206,8 +142,8 @@ describe("disk full or database locked on the sending side", () => {
     Effect.gen(function*() {
       const { alice, bob } = yield* pair()
       const before = rows(alice)
-      const file = alice.db.name
-      alice.db.pragma("busy_timeout = 50")
+      const file = alice.store.db.name
+      alice.store.db.pragma("busy_timeout = 50")
       const locker = new Database(file)
       yield* Effect.addFinalizer(() => Effect.sync(() => locker.open && locker.close()))
       locker.exec("BEGIN EXCLUSIVE")

@@ -11,20 +11,8 @@
  * cable is back and it is heard again: once before the sender sees it away, once after.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { type CliProcess, cleanup, ensureBuilt, sleep, tempDir, waitFor } from "../support/cli.ts"
+import { type CliProcess, cleanup, ensureBuilt, type HistoryRow, type Mode, sleep, tempDir, waitFor } from "../support/cli.ts"
 import { createLan, deleteLeftovers, type Lan, netnsUnavailable } from "./netns.ts"
-
-type Mode = "plain" | "classic-3des" | "noise"
-
-interface HistoryRow {
-  readonly id: string
-  readonly peer: string
-  readonly direction: "sent" | "received"
-  readonly text: string
-  readonly at: string
-  readonly mode: Mode
-  readonly state: "pending" | "delivered" | "sent" | "received"
-}
 
 /** `history --json` (every peer) of host i, run inside that host. */
 const historyOf = async (i: number): Promise<Array<HistoryRow>> => {

@@ -1,7 +1,10 @@
 /**
  * Runs the built CLI (`node bin/p2pchat.js ...`) from tests: long-running nodes whose
  * output lines are collected and awaited, one-shot commands, temp data dirs, free
- * loopback ports, and cleanup of everything started (SIGTERM, then SIGKILL after 2 s).
+ * loopback ports, and cleanup of everything started (SIGTERM, then SIGKILL after 2 s);
+ * the options that make a command act as a given node on loopback, a pair of such nodes
+ * (alice and bob) that target each other, and what `history --json` and `--json` events
+ * look like.
  *
  * Tests that touch the network must give every node `--bind 127.0.0.x` and loopback
  * targets only (or run it in a network namespace they created).
@@ -13,10 +16,12 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { afterAll, afterEach, beforeAll } from "vitest"
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..")
 export const BIN = path.join(REPO_ROOT, "bin", "p2pchat.js")
 export const BUNDLE = path.join(REPO_ROOT, "dist", "p2pchat.js")
+export const LOOPBACK = "127.0.0.1"
 
 const KILL_GRACE_MS = 2_000
 
@@ -297,9 +302,16 @@ export const runCli = async (
   options: SpawnOptions & { readonly timeoutMs?: number } = {}
 ): Promise<RunResult> => {
   const proc = spawnCli(args, options)
+  // 'exit' may come before the last of the output has been read: 'close' comes after the
+  // process's stdout and stderr ended (waited for at most the kill grace after the exit).
+  const outputRead = new Promise<void>((resolve) => {
+    proc.child.once("close", () => resolve())
+    proc.child.once("error", () => resolve())
+  })
   const timer = setTimeout(() => void proc.stop(), options.timeoutMs ?? 10_000)
   const { code, signal } = await proc.exited
   clearTimeout(timer)
+  await Promise.race([outputRead, sleep(KILL_GRACE_MS)])
   live.delete(proc)
   return { code, signal, stdout: proc.stdout.join("\n"), stderr: proc.stderr.join("\n") }
 }
@@ -308,6 +320,16 @@ export const runCli = async (
 export const cleanup = async (): Promise<void> => {
   await Promise.all([...live].map((p) => p.stop()))
   for (const dir of tempDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
+}
+
+/**
+ * The hooks of a test file that runs the built CLI: build it first (`ensureBuilt`), and
+ * `cleanup()` after each test, or only after the file when its tests share their nodes.
+ */
+export const useBuiltCli = (options: { readonly cleanupAfterEach: boolean }): void => {
+  beforeAll(ensureBuilt, 120_000)
+  if (options.cleanupAfterEach) afterEach(cleanup)
+  afterAll(cleanup)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -352,4 +374,63 @@ export const freePort = async (host = "127.0.0.1"): Promise<number> => {
     return port
   }
   throw new Error("no free port found in 50 attempts")
+}
+
+// ---------------------------------------------------------------------------------------
+// Nodes on loopback
+
+/** Who a node is and where it runs: what its commands need. */
+export interface NodeSpec {
+  readonly name: string
+  readonly dataDir: string
+  /** `--bind`: 127.0.0.1 unless a test moves the node. */
+  readonly bind: string
+  readonly udpPort: number
+  readonly tcpPort: number
+  /** `--target HOST:PORT` each: where it announces. */
+  readonly targets: ReadonlyArray<string>
+}
+
+/** The options that make a command act as `n` (every command accepts every option). */
+export const nodeOptions = (n: NodeSpec): Array<string> => [
+  "--name", n.name,
+  "--data-dir", n.dataDir,
+  "--bind", n.bind,
+  "--udp-port", String(n.udpPort),
+  "--tcp-port", String(n.tcpPort),
+  ...n.targets.flatMap((t) => ["--target", t])
+]
+
+/**
+ * Alice and bob on 127.0.0.1, each with a fresh temp data dir (`<dirPrefix>alice-…`) and
+ * free UDP and TCP ports, each announcing to the other's UDP port.
+ */
+export const nodePair = async (dirPrefix: string): Promise<{ readonly alice: NodeSpec; readonly bob: NodeSpec }> => {
+  const [udpA, udpB, tcpA, tcpB] = [await freePort(), await freePort(), await freePort(), await freePort()]
+  const alice: NodeSpec = {
+    name: "alice", dataDir: tempDir(`${dirPrefix}alice-`), bind: LOOPBACK, udpPort: udpA, tcpPort: tcpA,
+    targets: [`${LOOPBACK}:${udpB}`]
+  }
+  const bob: NodeSpec = {
+    name: "bob", dataDir: tempDir(`${dirPrefix}bob-`), bind: LOOPBACK, udpPort: udpB, tcpPort: tcpB,
+    targets: [`${LOOPBACK}:${udpA}`]
+  }
+  return { alice, bob }
+}
+
+/** Matches the `--json` event that shows `username` with `status` (online, away, left, expired). */
+export const isPeer = (username: string, status: string) => (e: any) =>
+  e.event === "peer" && e.username === username && e.status === status
+
+export type Mode = "plain" | "classic-3des" | "noise"
+
+/** A row of `history --json`. */
+export interface HistoryRow {
+  readonly id: string
+  readonly peer: string
+  readonly direction: "sent" | "received"
+  readonly text: string
+  readonly at: string
+  readonly mode: Mode
+  readonly state: "pending" | "delivered" | "sent" | "received"
 }
