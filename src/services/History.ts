@@ -76,15 +76,8 @@ export class History extends Context.Service<History, HistoryShape>()("p2pchat/H
 
 const COLUMNS = "id, peer, direction, text, at, mode, state"
 
-interface MessageRow {
-  readonly id: string
-  readonly peer: string
-  readonly direction: Direction
-  readonly text: string
-  readonly at: string
-  readonly mode: Mode
-  readonly state: MessageState
-}
+/** A row of COLUMNS is already a HistoryEntry. */
+type MessageRow = HistoryEntry
 
 interface PinRow {
   readonly username: string
