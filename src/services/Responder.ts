@@ -344,7 +344,10 @@ export const responderLayer: Layer.Layer<Responder, ResponderError, Config | His
           const session = Effect.gen(function*() {
             const left = deadline - (yield* nowMs)
             // SecureSession's own handshake timeout is only a backstop here: the deadline rules.
-            const channel = yield* acceptTrusted(io, hello, ownName, { timeout: Math.max(0, left) + 1000 }).pipe(
+            const channel = yield* acceptTrusted(io, hello, ownName, {
+              timeout: Math.max(0, left) + 1000,
+              announcedKeyId: (name) => Effect.map(registry.lookup(name), (p) => Option.isSome(p) ? p.value.id : undefined)
+            }).pipe(
               byDeadline(deadline, conn, "the secure handshake was")
             )
             yield* established(conn)

@@ -27,7 +27,7 @@ import { fingerprint } from "../domain/Fingerprint.ts"
 import { decodeInner, type Frame, type HandshakeFrame, HandshakePayload, type Inner } from "../domain/Frames.ts"
 import { MAX_FRAME_BYTES } from "../domain/Framing.ts"
 import { type Handshake, MAX_MESSAGE_LENGTH, MAX_PLAINTEXT_LENGTH, NoiseError, type Transport } from "../domain/Noise.ts"
-import { PROTO, usernameKey } from "../domain/Presence.ts"
+import { oneLine, PROTO, usernameKey } from "../domain/Presence.ts"
 import { Crypto, keyId } from "./Crypto.ts"
 import { History, type HistoryError } from "./History.ts"
 
@@ -78,12 +78,21 @@ export interface SecureChannel {
   readonly isOpen: Effect.Effect<boolean>
 }
 
-export interface AcceptOptions {
+export interface HandshakeOptions {
   /** Default HANDSHAKE_TIMEOUT. On expiry the handshake fails with reason "Handshake". */
   readonly timeout?: Duration.Input | undefined
 }
 
-export interface InitiateOptions extends AcceptOptions {
+export interface AcceptOptions extends HandshakeOptions {
+  /**
+   * The key (`id`) the claimed username announces, if the registry knows one. A node that
+   * proves another key for that name is refused before anything is pinned: otherwise a
+   * stranger could claim a peer we have not had a secure session with yet and take its pin.
+   */
+  readonly announcedKeyId?: ((username: string) => Effect.Effect<string | undefined>) | undefined
+}
+
+export interface InitiateOptions extends HandshakeOptions {
   /** The username the user asked for: the responder must answer as this name (case-insensitive). */
   readonly expectedUsername?: string | undefined
   /** The `id` the peer announced: the responder's static key must be this key. */
@@ -228,7 +237,7 @@ const payloadUsername = (payload: Uint8Array, n: 2 | 3): Effect.Effect<string, S
     ? Effect.succeed(r.success.username)
     : fail(
       "Handshake",
-      `secure handshake failed: message ${n} must carry {"username": ...}: ${r.failure.message.replace(/\s+/g, " ").slice(0, 200)}`
+      `secure handshake failed: message ${n} must carry {"username": ...}: ${oneLine(r.failure.message)}`
     )
 }
 
@@ -315,7 +324,7 @@ const runResponder = <E, R>(
         "Protocol",
         first.proto === undefined
           ? `secure handshake refused: message 1 has no "proto" field (expected "${PROTO}")`
-          : `secure handshake refused: the peer speaks ${JSON.stringify(first.proto.slice(0, 40))}, this node speaks "${PROTO}"`
+          : `secure handshake refused: the peer speaks "${oneLine(first.proto.slice(0, 40))}", this node speaks "${PROTO}"`
       )
     }
     const m1 = yield* messageBytes(first, 1)
@@ -329,6 +338,15 @@ const runResponder = <E, R>(
     const m3 = yield* readHandshakeMessage(io, 3)
     const payload3 = yield* noiseStep("reading message 3", () => hs.readMessage(m3))
     const peer = { username: yield* payloadUsername(payload3, 3), key: yield* remoteStaticOf(hs) }
+    const announced = opts.announcedKeyId === undefined ? undefined : yield* opts.announcedKeyId(peer.username)
+    if (announced !== undefined && announced !== keyId(peer.key)) {
+      return yield* fail(
+        "Handshake",
+        `refusing the secure session: "${peer.username}" announces the key with fingerprint ` +
+          `${fingerprintOrNote(announced)}, but this node proved the key with fingerprint ${fingerprint(peer.key)}; ` +
+          `another node may be impersonating ${peer.username}`
+      )
+    }
     yield* verify(peer)
     return makeChannel(io, hs.split(), peer)
   }).pipe(withHandshakeTimeout(opts.timeout))

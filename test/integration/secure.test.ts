@@ -14,7 +14,7 @@ import { generateKeyPair } from "../../src/domain/Noise.ts"
 import { respondRole } from "../../src/layers/Node.ts"
 import { type NodeConfig, testConfig } from "../../src/services/Config.ts"
 import { dial, sessionIO } from "../../src/services/Connection.ts"
-import { Crypto, IDENTITY_FILE, type Identity, identityFromKeyPair, idToKey, makeCrypto } from "../../src/services/Crypto.ts"
+import { Crypto, IDENTITY_FILE, type Identity, identityFromKeyPair, idToKey, keyId, makeCrypto } from "../../src/services/Crypto.ts"
 import type { UiEvent } from "../../src/services/Events.ts"
 import { SendError } from "../../src/services/Initiator.ts"
 import { Responder } from "../../src/services/Responder.ts"
@@ -271,6 +271,30 @@ describe("secure sessions between p2pchat nodes", () => {
       const got = (yield* conversation(mallory, "alice")).map((e) => e.text).sort()
       assert.deepStrictEqual(got, ["after trust", "are you bob?", "for bob's eyes only"])
       assert.strictEqual((yield* mallory.responder.stats).duplicates, 0)
+    }))
+
+  it.live("a stranger claiming a known peer's name with another key is refused before anything is pinned; the real peer is then accepted", () =>
+    Effect.gen(function*() {
+      const logged = yield* captureLog
+      const bob = yield* startNode("bob", yield* tempDir("bob"), { logLevel: "warning" })
+      const alice = yield* startNode("alice", yield* tempDir("alice"), { logLevel: "warning" })
+      // bob knows alice's announced key, but has never had a secure session with her.
+      yield* meet(bob, alice, alice.port)
+      const mallet = yield* identityFromKeyPair(generateKeyPair())
+      // Its message 3 completes its side of the handshake; bob hangs up before any message.
+      yield* rawSecureClient(bob.port, "alice", mallet).pipe(
+        Effect.flatMap((s) => Effect.andThen(s.channel.send(msg("m-1", "I am alice")), expectHangUp(s))),
+        Effect.ignore
+      )
+      yield* Effect.sleep("100 millis")
+      assert.isTrue(Option.isNone(yield* bob.history.getPin("alice")), "nothing pinned for alice")
+      assert.deepStrictEqual(summary(yield* conversation(bob, "alice")), [])
+      assert.isTrue(logged.some((l) => /announces the key with fingerprint .* but this node proved/.test(l)), "the refusal is logged")
+      // The real alice, whose key is the announced one, is accepted and pinned.
+      yield* meet(alice, bob, bob.port)
+      assert.strictEqual((yield* alice.initiator.send("bob", "the real alice")).state, "delivered")
+      const pin = yield* bob.history.getPin("alice")
+      assert.isTrue(Option.isSome(pin) && keyId(pin.value) === alice.id)
     }))
 
   it.live("tampered, replayed, reordered and truncated ciphertext each end that session with a warning; nothing from them is stored or shown; others keep chatting", () =>
