@@ -182,12 +182,15 @@ export const peerRegistryLayer: Layer.Layer<PeerRegistry, never, Config> = Layer
         return "known" as const
       })
 
-    const bye = (b: Bye, _address: string) =>
+    const bye = (b: Bye, address: string) =>
       Effect.sync(() => {
         const key = usernameKey(b.bye)
         const entry = entries.get(key)
-        // Only the identity we know may say goodbye for a name.
-        if (entry === undefined || identityOf(entry.peer.id) !== identityOf(b.id)) return false
+        // Only from the peer's own address, with the identity we know: the id is public (every
+        // announcement carries it), so without the address any host could remove any peer.
+        if (entry === undefined || entry.peer.address !== address || identityOf(entry.peer.id) !== identityOf(b.id)) {
+          return false
+        }
         entries.delete(key)
         countAt(entry.peer.address, -1)
         emit({ _tag: "Left", peer: entry.peer })

@@ -248,7 +248,7 @@ describe("PeerRegistry bye", () => {
       assert.strictEqual(seen.length, 2)
     }))
 
-  it.effect("a bye from another id (or from a classic sender, or for an unknown name) is ignored", () =>
+  it.effect("a bye from another id, another address, a classic sender or for an unknown name is ignored", () =>
     Effect.gen(function*() {
       const registry = yield* makeRegistry()
       const seen = yield* collectChanges(registry)
@@ -256,6 +256,8 @@ describe("PeerRegistry bye", () => {
       assert.isFalse(yield* registry.bye({ bye: "alice", proto: "p2pchat/1", id: ID_B }, "10.0.0.2"))
       assert.isFalse(yield* registry.bye({ bye: "alice" }, "10.0.0.2"))
       assert.isFalse(yield* registry.bye({ bye: "nobody", id: ID_A }, "10.0.0.1"))
+      // The id is public (every announcement carries it): a bye with it from another host is ignored.
+      assert.isFalse(yield* registry.bye({ bye: "alice", proto: "p2pchat/1", id: ID_A }, "10.0.0.66"))
       assert.strictEqual(yield* statusOf(registry, "alice"), "online")
       yield* settle
       assert.deepStrictEqual(seen.map((s) => s.tag), ["Appeared"])
