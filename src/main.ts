@@ -19,7 +19,6 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as readline from "node:readline/promises"
 import { CLASSIC_WARNING } from "./domain/Classic.ts"
-import { fingerprint } from "./domain/Fingerprint.ts"
 import { usernameKey, usernameProblem } from "./domain/Presence.ts"
 import { type NodeConfig, type RawOptions, resolveConfig, UsageError } from "./services/Config.ts"
 import type { SendMode } from "./services/Initiator.ts"
@@ -262,23 +261,16 @@ const historyCommand = Command.make("history", {
 
 const trust = Command.make("trust", {
   ...options,
-  user: Argument.String("user").pipe(Argument.withDescription("whose announced key to accept"))
+  user: Argument.String("user").pipe(Argument.withDescription("whose new key to accept"))
 }, (p) =>
   Effect.gen(function*() {
     const config = yield* resolve(p)
     const { clientRole } = yield* modules.roles
-    const { PeerRegistry } = yield* modules.registry
     const { Initiator } = yield* modules.initiator
-    const { trust: trustKey } = yield* modules.secureSession
-    const { idToKey } = yield* modules.crypto
+    const { trustPeer } = yield* modules.secureSession
     yield* Effect.gen(function*() {
-      const peer = yield* (yield* PeerRegistry).lookup(p.user)
-      const id = Option.isSome(peer) ? peer.value.id : undefined
-      if (id === undefined) {
-        return yield* Effect.fail({ message: `${p.user} is not announcing a key now; run trust while the peer is online` })
-      }
-      yield* trustKey(usernameKey(p.user), idToKey(id))
-      yield* printLine(`trusted ${p.user}'s key: ${fingerprint(idToKey(id))}`)
+      const trusted = yield* trustPeer(p.user)
+      yield* printLine(`trusted ${p.user}'s key: ${trusted}`)
       const sent = yield* (yield* Initiator).retryPending(p.user)
       if (sent > 0) yield* printLine(`${sent} waiting message(s) delivered`)
     }).pipe(Effect.scoped, Effect.provide(clientRole(config)))

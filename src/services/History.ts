@@ -69,6 +69,10 @@ export interface HistoryShape {
   readonly getPin: (username: string) => Effect.Effect<Option.Option<Uint8Array>, HistoryError>
   /** Pins (or replaces, for `trust`) the public key of a peer. */
   readonly setPin: (username: string, key: Uint8Array, at: Date) => Effect.Effect<void, HistoryError>
+  /** The key `username` proved in a session refused for a changed key (the latest), kept for `trust`. */
+  readonly presentedKey: (username: string) => Effect.Effect<Option.Option<Uint8Array>, HistoryError>
+  /** Records it; `key` undefined forgets it (once trusted). */
+  readonly setPresentedKey: (username: string, key: Uint8Array | undefined, at: Date) => Effect.Effect<void, HistoryError>
   readonly pins: () => Effect.Effect<ReadonlyArray<Pin>, HistoryError>
 }
 
@@ -136,6 +140,14 @@ const makeHistory = (db: Database.Database): HistoryShape => {
     `INSERT INTO pins (username, public_key, pinned_at) VALUES (@username, @key, @at)
      ON CONFLICT (username) DO UPDATE SET public_key = excluded.public_key, pinned_at = excluded.pinned_at`
   )
+  const selectPresented = db.prepare<{ username: string }, { public_key: Buffer }>(
+    `SELECT public_key FROM presented_keys WHERE username = @username`
+  )
+  const upsertPresented = db.prepare<{ username: string; key: Buffer; at: string }>(
+    `INSERT INTO presented_keys (username, public_key, presented_at) VALUES (@username, @key, @at)
+     ON CONFLICT (username) DO UPDATE SET public_key = excluded.public_key, presented_at = excluded.presented_at`
+  )
+  const deletePresented = db.prepare<{ username: string }>(`DELETE FROM presented_keys WHERE username = @username`)
   const selectPins = db.prepare<[], PinRow>(`SELECT username, public_key, pinned_at FROM pins ORDER BY username`)
 
   const bindMessage = (m: NewMessage) => ({
@@ -176,6 +188,16 @@ const makeHistory = (db: Database.Database): HistoryShape => {
       attempt("could not read pinned key", () => {
         const row = selectPin.get({ username })
         return row === undefined ? Option.none() : Option.some(toBytes(row.public_key))
+      }),
+    presentedKey: (username) =>
+      attempt("could not read presented key", () => {
+        const row = selectPresented.get({ username })
+        return row === undefined ? Option.none() : Option.some(toBytes(row.public_key))
+      }),
+    setPresentedKey: (username, key, at) =>
+      attempt(`could not store the key ${username} presented`, () => {
+        if (key === undefined) deletePresented.run({ username })
+        else upsertPresented.run({ username, key: toBuffer(key), at: at.toISOString() })
       }),
     setPin: (username, key, at) =>
       attempt(`could not store pinned key of ${username}`, () => {

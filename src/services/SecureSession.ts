@@ -28,8 +28,9 @@ import { decodeInner, type Frame, type HandshakeFrame, HandshakePayload, type In
 import { MAX_FRAME_BYTES } from "../domain/Framing.ts"
 import { type Handshake, MAX_MESSAGE_LENGTH, MAX_PLAINTEXT_LENGTH, NoiseError, type Transport } from "../domain/Noise.ts"
 import { oneLine, PROTO, usernameKey } from "../domain/Presence.ts"
-import { Crypto, keyId } from "./Crypto.ts"
+import { Crypto, idToKey, keyId } from "./Crypto.ts"
 import { History, type HistoryError } from "./History.ts"
+import { PeerRegistry } from "./PeerRegistry.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Types
@@ -461,6 +462,9 @@ export const checkTrust = (username: string, remoteKey: Uint8Array): Effect.Effe
       return { _tag: "FirstUse" } as const
     }
     if (sameBytes(pinned.value, remoteKey)) return { _tag: "Match" } as const
+    // Kept so that `trust USER` can accept the key this peer proved, once the user has
+    // compared fingerprints.
+    yield* history.setPresentedKey(name, remoteKey, yield* now)
     return {
       _tag: "Changed",
       pinned: pinned.value,
@@ -475,6 +479,31 @@ export const trust = (username: string, key: Uint8Array): Effect.Effect<void, Hi
     const history = yield* History
     yield* history.setPin(usernameKey(username), key, yield* now)
   }))
+
+export class TrustError extends Data.TaggedError("TrustError")<{ readonly message: string }> {}
+
+/**
+ * The `trust USER` command: pins the key USER proved in the last secure session refused
+ * for a changed key; failing that, the key USER announces now (the user has compared its
+ * fingerprint). Returns the fingerprint now pinned.
+ */
+export const trustPeer = (username: string): Effect.Effect<string, TrustError | HistoryError, History | PeerRegistry> =>
+  Effect.gen(function*() {
+    const history = yield* History
+    const name = usernameKey(username)
+    const presented = yield* history.presentedKey(name)
+    const peer = yield* (yield* PeerRegistry).lookup(name)
+    const announced = Option.isSome(peer) && peer.value.id !== undefined ? Option.some(idToKey(peer.value.id)) : Option.none()
+    const key = Option.isSome(presented) ? presented : announced
+    if (Option.isNone(key)) {
+      return yield* new TrustError({
+        message: `no key to trust for ${username}: it has presented no new key in a secure session and announces none now`
+      })
+    }
+    yield* trust(name, key.value)
+    yield* history.setPresentedKey(name, undefined, yield* now)
+    return fingerprint(key.value)
+  })
 
 export const keyChangedError = (
   username: string,

@@ -72,6 +72,15 @@ const migrations: ReadonlyArray<string> = [
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
   );
+  `,
+  // 2: the key a pinned name last presented in a refused secure session, so that
+  // `trust USER` accepts the key the peer proved, not merely the one it announces
+  `
+  CREATE TABLE presented_keys (
+    username TEXT PRIMARY KEY,
+    public_key BLOB NOT NULL,
+    presented_at TEXT NOT NULL
+  );
   `
 ]
 

@@ -21,7 +21,7 @@ import { History } from "../services/History.ts"
 import { Initiator, type SendMode } from "../services/Initiator.ts"
 import { PeerRegistry } from "../services/PeerRegistry.ts"
 import { peerView } from "../services/PeerSnapshot.ts"
-import { trust as trustKey } from "../services/SecureSession.ts"
+import { trustPeer } from "../services/SecureSession.ts"
 import { historyLine, peerLine, render } from "./render.ts"
 
 /** How the console ended: the user quit, or its input ended. */
@@ -162,16 +162,17 @@ export const runConsole = Effect.gen(function*() {
       if (announced !== undefined && (Option.isNone(pin) || fingerprint(pin.value) !== fingerprint(idToKey(announced)))) {
         yield* say(`${user} announces:     ${fingerprint(idToKey(announced))}${Option.isSome(pin) ? "  (DIFFERENT from the pinned key)" : ""}`)
       }
+      const presented = yield* history.presentedKey(usernameKey(user)).pipe(Effect.orElseSucceed(() => Option.none<Uint8Array>()))
+      if (Option.isSome(presented)) {
+        yield* say(`${user} presented:    ${fingerprint(presented.value)}  (in a refused session; \`trust ${user}\` accepts it)`)
+      }
       if (Option.isNone(pin) && announced === undefined) yield* say(`no key known for ${user} yet (no secure session, no announced id)`)
     })
 
   const trust = (user: string) =>
     Effect.gen(function*() {
-      const peer = yield* registry.lookup(user)
-      const id = Option.isSome(peer) ? peer.value.id : undefined
-      if (id === undefined) return yield* say(`! ${user} is not announcing a key now; trust needs the peer online`)
-      yield* trustKey(usernameKey(user), idToKey(id))
-      yield* say(`trusted ${user}'s key ${fingerprint(idToKey(id))}`)
+      const trusted = yield* trustPeer(user).pipe(Effect.provideService(PeerRegistry, registry), Effect.provideService(History, history))
+      yield* say(`trusted ${user}'s key ${trusted}`)
       // Messages that waited for this decision go now.
       yield* Effect.forkScoped(initiator.retryPending(user))
     }).pipe(Effect.catch((e) => say(`! ${e.message}`)))

@@ -14,11 +14,11 @@ import { generateKeyPair } from "../../src/domain/Noise.ts"
 import { respondRole } from "../../src/layers/Node.ts"
 import { type NodeConfig, testConfig } from "../../src/services/Config.ts"
 import { dial, sessionIO } from "../../src/services/Connection.ts"
-import { Crypto, IDENTITY_FILE, type Identity, identityFromKeyPair, idToKey, keyId, makeCrypto } from "../../src/services/Crypto.ts"
+import { Crypto, IDENTITY_FILE, type Identity, identityFromKeyPair, keyId, makeCrypto } from "../../src/services/Crypto.ts"
 import type { UiEvent } from "../../src/services/Events.ts"
 import { SendError } from "../../src/services/Initiator.ts"
 import { Responder } from "../../src/services/Responder.ts"
-import { type FrameIO, initiate, type SecureChannel, type SessionError, trust } from "../../src/services/SecureSession.ts"
+import { type FrameIO, initiate, type SecureChannel, type SessionError, trustPeer } from "../../src/services/SecureSession.ts"
 import {
   buildOwned,
   captureLog,
@@ -259,8 +259,13 @@ describe("secure sessions between p2pchat nodes", () => {
       assert.include(waiting[0]!, "trust bob")
       assert.deepStrictEqual(yield* conversation(mallory), [])
 
-      // the user compared fingerprints and accepts the new key (what `trust bob` does)
-      yield* Effect.orDie(trust("bob", idToKey(mallory.id))).pipe(Effect.provideContext(alice.context))
+      // the refused session left the key it proved for `trust bob` to accept
+      const presented = yield* Effect.orDie(alice.history.presentedKey("bob"))
+      assert.isTrue(Option.isSome(presented) && keyId(presented.value) === mallory.id)
+      // the user compared fingerprints and accepts the new key: `trust bob`
+      const trusted = yield* Effect.orDie(trustPeer("bob")).pipe(Effect.provideContext(alice.context))
+      assert.strictEqual(trusted, mallory.fingerprint)
+      assert.isTrue(Option.isNone(yield* Effect.orDie(alice.history.presentedKey("bob"))))
       const after = yield* alice.initiator.send("bob", "after trust")
       assert.deepStrictEqual([after.mode, after.state], ["noise", "delivered"])
       // the new session sends what waited, once each
