@@ -241,9 +241,15 @@ export const responderLayer: Layer.Layer<Responder, ResponderError, Config | His
           // Who a nameless (classic) sender is, once the registry knows its address.
           let knownSender: { readonly name: string; readonly key: string } | undefined
 
+          // Outside a secure session nothing proves a name: a `from` that the registry knows
+          // at another address is not believed, and the sender is named by its address like
+          // a classic one, so a stranger cannot write into a known peer's conversation.
           const senderOf = (from: string | undefined) =>
             Effect.gen(function*() {
-              if (from !== undefined) return { name: from, key: usernameKey(from) }
+              if (from !== undefined) {
+                const claimed = yield* registry.lookup(from)
+                if (Option.isNone(claimed) || claimed.value.address === ch.address) return { name: from, key: usernameKey(from) }
+              }
               if (knownSender !== undefined) return knownSender
               const peer = yield* registry.lookupByAddress(ch.address)
               if (Option.isSome(peer)) {

@@ -519,6 +519,18 @@ describe("responder under load and abuse", () => {
       assert.deepStrictEqual([stats.received, stats.duplicates], [1, 1])
     }))
 
+  it.live("a plain frame claiming a known peer's name from another address is filed under its own address", () =>
+    Effect.gen(function*() {
+      const bob = yield* startNode("bob", yield* tempDir("bob"))
+      // bob knows alice at 127.0.0.2; this client connects from 127.0.0.1 and says it is alice
+      yield* bob.registry.heard({ username: "alice", proto: "p2pchat/1", port: 6001 }, "127.0.0.2", 0)
+      const client = yield* rawClient(bob.port)
+      yield* client.write(JSON.stringify({ unencrypted_message: b64("I am alice"), id: "f-1", from: "alice" }) + "\n")
+      yield* waitUntil("ack", () => client.received() === `{"ack":"f-1"}\n`)
+      assert.deepStrictEqual(summary(yield* conversation(bob)), ["received unknown (127.0.0.1) plain received I am alice"])
+      assert.deepStrictEqual(summary(yield* conversation(bob, "alice")), [])
+    }))
+
   it.live("a message that cannot be stored is not acked; the failure is logged and shown as an error event", () =>
     Effect.gen(function*() {
       const bob = yield* startNode("bob", yield* tempDir("bob"))
