@@ -75,10 +75,6 @@ const discovering = Layer.mergeAll(discoveryLayer, peerSnapshotLayer, registryEv
 /** `p2pchat discover`: discovery, the registry and its snapshot, shown through Events. */
 export const discoverRole = (config: NodeConfig) => discovering.pipe(Layer.provideMerge(listening(config)))
 
-/** Presence both ways: announcer, discovery, registry and its snapshot. */
-export const presenceRole = (config: NodeConfig) =>
-  Layer.mergeAll(announcerLayer, discovering).pipe(Layer.provideMerge(listening(config)))
-
 /** The announcer of a whole node: it announces the TCP port the responder bound (the OS's choice for port 0). */
 const announcerOfResponder = Layer.unwrap(Effect.gen(function*() {
   const config = yield* Config

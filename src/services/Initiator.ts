@@ -830,6 +830,7 @@ export const initiatorLayer: Layer.Layer<Initiator, never, Config | History | Ev
             : Effect.void
         case "Expired":
         case "Left":
+          classicLastWrite.delete(peer.key)
           return close(peer.key)
         case "Conflict":
           return Effect.void

@@ -63,7 +63,6 @@ export const peerRegistryLayer: Layer.Layer<PeerRegistry, never, Config> = Layer
     const config = yield* Config
     const timers = { awayAfterMs: config.awayAfterMs, expireAfterMs: config.expireAfterMs }
     const entries = new Map<string, Entry>()
-    const reportedConflicts = new Set<string>()
     // Names per source address: one host cannot fill the registry and push real peers out.
     const namesAt = new Map<string, number>()
     const countAt = (address: string, delta: number) => {
@@ -160,9 +159,8 @@ export const peerRegistryLayer: Layer.Layer<PeerRegistry, never, Config> = Layer
           // Same name, another identity: keep the one we know, tell the user once.
           const other = identityOf(a.id)
           conflicts++
-          const conflictKey = `${key}\u0000${other}`
-          if (!reportedConflicts.has(conflictKey)) {
-            reportedConflicts.add(conflictKey)
+          // The entry remembers the last other identity it reported, so this state goes with it.
+          if (before.conflict !== other) {
             entry.peer = { ...before, conflict: other }
             emit({ _tag: "Conflict", peer: entry.peer, otherId: other, otherAddress: address })
           }
@@ -220,11 +218,10 @@ export const peerRegistryLayer: Layer.Layer<PeerRegistry, never, Config> = Layer
 
 /** A registry change as the user interface shows it; none for a peer merely heard again. */
 export const changeToEvent = (change: RegistryChange, fingerprintOf = fingerprintOfId): UiEvent | undefined => {
+  if (change._tag === "Heard") return undefined
   const p = change.peer
   const base = { event: "peer" as const, username: p.username, address: p.address, port: p.port, proto: p.proto, fingerprint: fingerprintOf(p.id) }
   switch (change._tag) {
-    case "Heard":
-      return undefined
     case "Appeared":
     case "StatusChanged":
     case "Moved":

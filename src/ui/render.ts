@@ -6,7 +6,8 @@ import type { UiEvent } from "../services/Events.ts"
 import type { HistoryEntry } from "../services/History.ts"
 import type { PeerView } from "../services/PeerSnapshot.ts"
 
-const clean = (s: string) => s.replace(/[\u0000-\u001f\u007f-\u009f]/g, "\uFFFD")
+/** Peers' text on the terminal: control, line-separator and bidi-override characters shown as U+FFFD. */
+const clean = (s: string) => s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, "\uFFFD")
 
 export const textLine = (e: UiEvent): string => {
   switch (e.event) {
@@ -29,11 +30,11 @@ export const textLine = (e: UiEvent): string => {
     case "delivered":
       return `  delivered to ${clean(e.to)}`
     case "warning":
-      return `! ${e.message}`
+      return `! ${clean(e.message)}`
     case "error":
-      return `error: ${e.message}`
+      return `error: ${clean(e.message)}`
     case "info":
-      return e.message
+      return clean(e.message)
   }
 }
 
