@@ -69,6 +69,11 @@ export interface HistoryShape {
   readonly getPin: (username: string) => Effect.Effect<Option.Option<Uint8Array>, HistoryError>
   /** Pins (or replaces, for `trust`) the public key of a peer. */
   readonly setPin: (username: string, key: Uint8Array, at: Date) => Effect.Effect<void, HistoryError>
+  /**
+   * Pins `key` unless a key is pinned already, in one statement (so two processes on one
+   * data dir cannot both pin on first use); returns the key pinned now.
+   */
+  readonly pinIfAbsent: (username: string, key: Uint8Array, at: Date) => Effect.Effect<Uint8Array, HistoryError>
   /** The key `username` proved in a session refused for a changed key (the latest), kept for `trust`. */
   readonly presentedKey: (username: string) => Effect.Effect<Option.Option<Uint8Array>, HistoryError>
   /** Records it; `key` undefined forgets it (once trusted). */
@@ -140,6 +145,9 @@ const makeHistory = (db: Database.Database): HistoryShape => {
     `INSERT INTO pins (username, public_key, pinned_at) VALUES (@username, @key, @at)
      ON CONFLICT (username) DO UPDATE SET public_key = excluded.public_key, pinned_at = excluded.pinned_at`
   )
+  const insertPinIfAbsent = db.prepare<{ username: string; key: Buffer; at: string }>(
+    `INSERT INTO pins (username, public_key, pinned_at) VALUES (@username, @key, @at) ON CONFLICT (username) DO NOTHING`
+  )
   const selectPresented = db.prepare<{ username: string }, { public_key: Buffer }>(
     `SELECT public_key FROM presented_keys WHERE username = @username`
   )
@@ -188,6 +196,11 @@ const makeHistory = (db: Database.Database): HistoryShape => {
       attempt("could not read pinned key", () => {
         const row = selectPin.get({ username })
         return row === undefined ? Option.none() : Option.some(toBytes(row.public_key))
+      }),
+    pinIfAbsent: (username, key, at) =>
+      attempt(`could not store pinned key of ${username}`, () => {
+        insertPinIfAbsent.run({ username, key: toBuffer(key), at: at.toISOString() })
+        return toBytes(selectPin.get({ username })!.public_key)
       }),
     presentedKey: (username) =>
       attempt("could not read presented key", () => {

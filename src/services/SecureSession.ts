@@ -443,9 +443,6 @@ const makeChannel = (io: FrameIO, transport: Transport, peer: Authenticated): Se
 // ---------------------------------------------------------------------------------------------
 // Trust on first use
 
-/** Pins are read then written: one check at a time, so two first sessions cannot both pin. */
-const trustLock = Semaphore.makeUnsafe(1)
-
 const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
 
 /**
@@ -453,32 +450,31 @@ const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
  * for a name is pinned (FirstUse); a different key later is Changed and pins nothing.
  */
 export const checkTrust = (username: string, remoteKey: Uint8Array): Effect.Effect<TrustResult, HistoryError, History> =>
-  trustLock.withPermit(Effect.gen(function*() {
+  Effect.gen(function*() {
     const history = yield* History
     const name = usernameKey(username)
-    const pinned = yield* history.getPin(name)
-    if (Option.isNone(pinned)) {
-      yield* history.setPin(name, remoteKey, yield* now)
-      return { _tag: "FirstUse" } as const
-    }
-    if (sameBytes(pinned.value, remoteKey)) return { _tag: "Match" } as const
+    const existing = yield* history.getPin(name)
+    // The first key seen is pinned in one statement: of two first sessions (even in two
+    // processes on one data dir) one pins, and the other compares with it.
+    const pinned = Option.isSome(existing) ? existing.value : yield* history.pinIfAbsent(name, remoteKey, yield* now)
+    if (sameBytes(pinned, remoteKey)) return Option.isSome(existing) ? { _tag: "Match" } as const : { _tag: "FirstUse" } as const
     // Kept so that `trust USER` can accept the key this peer proved, once the user has
     // compared fingerprints.
     yield* history.setPresentedKey(name, remoteKey, yield* now)
     return {
       _tag: "Changed",
-      pinned: pinned.value,
-      pinnedFingerprint: fingerprint(pinned.value),
+      pinned,
+      pinnedFingerprint: fingerprint(pinned),
       presentedFingerprint: fingerprint(remoteKey)
     } as const
-  }))
+  })
 
 /** Pins `key` for `username` (lower-cased), replacing any pinned key: the `trust USER` command. */
 export const trust = (username: string, key: Uint8Array): Effect.Effect<void, HistoryError, History> =>
-  trustLock.withPermit(Effect.gen(function*() {
+  Effect.gen(function*() {
     const history = yield* History
     yield* history.setPin(usernameKey(username), key, yield* now)
-  }))
+  })
 
 export class TrustError extends Data.TaggedError("TrustError")<{ readonly message: string }> {}
 
