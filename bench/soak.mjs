@@ -225,7 +225,8 @@ const main = async () => {
     if (Date.now() - lastReport >= 60_000) {
       lastReport = Date.now()
       const s = nodes.map((n) => n.samples.at(-1)).map((x, i) =>
-        x === undefined ? "" : `${nodes[i].name} rss ${(x.rss / MB).toFixed(1)} heap ${(x.heapUsed / MB).toFixed(1)} MB, ` +
+        x === undefined ? "" : `${nodes[i].name} rss ${(x.rss / MB).toFixed(1)} heap ${(x.heapUsed / MB).toFixed(1)} ` +
+          `(committed ${(x.heapTotal / MB).toFixed(1)}) external ${(x.external / MB).toFixed(1)} MB, ` +
           `${x.delivered}/${x.sent} delivered`
       )
       log(`${Math.round((Date.now() - t0) / 60_000)} min: ${s.join("; ")}; junk tcp ${junkCounts.tcp}, udp ${junkCounts.udp}`)
