@@ -11,6 +11,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { encodeAnnouncement, encodeBye } from "../domain/Presence.ts"
 import { Config } from "./Config.ts"
@@ -24,59 +25,58 @@ export class Announcer extends Context.Service<Announcer, {
   readonly announceNow: Effect.Effect<void>
 }>()("p2pchat/Announcer") {}
 
-export const announcerLayer: Layer.Layer<Announcer, never, Config | PresenceSocket | Crypto> = Layer.effect(
-  Announcer,
-  Effect.gen(function*() {
-    const config = yield* Config
-    const socket = yield* PresenceSocket
-    const { identity } = yield* Crypto
-    const username = config.name
-    // main.ts asks for the name before it builds an announcing node.
-    if (username === undefined) return yield* Effect.die("the announcer needs a username")
-    const away = yield* Ref.make(false)
+export const make: Effect.Effect<Announcer["Service"], never, Config | PresenceSocket | Crypto | Scope.Scope> = Effect.gen(function*() {
+  const config = yield* Config
+  const socket = yield* PresenceSocket
+  const { identity } = yield* Crypto
+  const username = config.name
+  // main.ts asks for the name before it builds an announcing node.
+  if (username === undefined) return yield* Effect.die("the announcer needs a username")
+  const away = yield* Ref.make(false)
 
-    const destinations = () => [
-      ...broadcastAddresses(config.bind).map((host) => ({ host, port: config.udpPort || socket.port })),
-      ...config.targets
-    ]
-    const payload = Effect.map(Ref.get(away), (isAway) =>
-      encodeAnnouncement({ username, tcpPort: config.tcpPort, away: isAway, id: identity.id }))
-    const announceNow = Effect.gen(function*() {
-      const text = yield* payload
-      yield* Effect.forEach(destinations(), (d) => socket.send(text, d.host, d.port), { discard: true })
-    })
-
-    yield* Effect.forkScoped(announceNow.pipe(Effect.repeat(Schedule.spaced(config.announceEveryMs))))
-
-    // Answer newcomers by unicast, so they see us within a second instead of an interval.
-    const registry = yield* Effect.serviceOption(PeerRegistry)
-    if (Option.isSome(registry)) {
-      const lastAnswered = new Map<string, bigint>()
-      const changes = yield* registry.value.changes
-      yield* Effect.forkScoped(Stream.runForEach(changes, (change) =>
-        Effect.gen(function*() {
-          if (change._tag !== "Appeared") return
-          const { address, udpPort, proto } = change.peer
-          const now = yield* Clock.monotonicTimeNanos
-          const last = lastAnswered.get(address)
-          if (last !== undefined && now - last < BigInt(config.announceEveryMs) * 1_000_000n) return
-          if (lastAnswered.size > 4 * config.maxPeers) lastAnswered.clear()
-          lastAnswered.set(address, now)
-          // A p2pchat peer announces from its presence socket; a classic one from a
-          // throwaway socket, so it listens on the well-known port instead.
-          const port = proto === "p2pchat/1" ? udpPort : config.udpPort || socket.port
-          yield* socket.send(yield* payload, address, port)
-        })))
-    }
-
-    yield* Effect.addFinalizer(() =>
-      Effect.forEach(destinations(), (d) => socket.send(encodeBye(username, identity.id), d.host, d.port), { discard: true })
-    )
-
-    return {
-      setAway: (isAway) => Ref.set(away, isAway).pipe(Effect.andThen(announceNow)),
-      away: Ref.get(away),
-      announceNow
-    }
+  const destinations = () => [
+    ...broadcastAddresses(config.bind).map((host) => ({ host, port: config.udpPort || socket.port })),
+    ...config.targets
+  ]
+  const payload = Effect.map(Ref.get(away), (isAway) =>
+    encodeAnnouncement({ username, tcpPort: config.tcpPort, away: isAway, id: identity.id }))
+  const announceNow = Effect.gen(function*() {
+    const text = yield* payload
+    yield* Effect.forEach(destinations(), (d) => socket.send(text, d.host, d.port), { discard: true })
   })
-)
+
+  yield* Effect.forkScoped(announceNow.pipe(Effect.repeat(Schedule.spaced(config.announceEveryMs))))
+
+  // Answer newcomers by unicast, so they see us within a second instead of an interval.
+  const registry = yield* Effect.serviceOption(PeerRegistry)
+  if (Option.isSome(registry)) {
+    const lastAnswered = new Map<string, bigint>()
+    const changes = yield* registry.value.changes
+    yield* Effect.forkScoped(Stream.runForEach(changes, (change) =>
+      Effect.gen(function*() {
+        if (change._tag !== "Appeared") return
+        const { address, udpPort, proto } = change.peer
+        const now = yield* Clock.monotonicTimeNanos
+        const last = lastAnswered.get(address)
+        if (last !== undefined && now - last < BigInt(config.announceEveryMs) * 1_000_000n) return
+        if (lastAnswered.size > 4 * config.maxPeers) lastAnswered.clear()
+        lastAnswered.set(address, now)
+        // A p2pchat peer announces from its presence socket; a classic one from a
+        // throwaway socket, so it listens on the well-known port instead.
+        const port = proto === "p2pchat/1" ? udpPort : config.udpPort || socket.port
+        yield* socket.send(yield* payload, address, port)
+      })))
+  }
+
+  yield* Effect.addFinalizer(() =>
+    Effect.forEach(destinations(), (d) => socket.send(encodeBye(username, identity.id), d.host, d.port), { discard: true })
+  )
+
+  return {
+    setAway: (isAway) => Ref.set(away, isAway).pipe(Effect.andThen(announceNow)),
+    away: Ref.get(away),
+    announceNow
+  }
+})
+
+export const layer: Layer.Layer<Announcer, never, Config | PresenceSocket | Crypto> = Layer.effect(Announcer, make)

@@ -5,6 +5,7 @@
  */
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -198,7 +199,15 @@ export const resolveConfig = (raw: RawOptions, env: NodeJS.ProcessEnv = process.
   }
 }
 
-export const configLayer = (config: NodeConfig): Layer.Layer<Config> => Layer.succeed(Config, config)
+/** The configuration of a command line and an environment; fails with the UsageError to show. */
+export const make = (raw: RawOptions, env: NodeJS.ProcessEnv = process.env): Effect.Effect<NodeConfig, UsageError> =>
+  Effect.suspend(() => {
+    const config = resolveConfig(raw, env)
+    return config instanceof UsageError ? Effect.fail(config) : Effect.succeed(config)
+  })
+
+/** Config served from a resolved configuration (main.ts resolves it before it picks a role). */
+export const layer = (config: NodeConfig): Layer.Layer<Config> => Layer.succeed(Config, config)
 
 /** A configuration for tests and benchmarks: loopback, OS-chosen ports, short timers. */
 export const testConfig = (overrides: Partial<NodeConfig> & { readonly dataDir: string }): NodeConfig => ({

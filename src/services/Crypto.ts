@@ -96,7 +96,7 @@ export const identityFromKeyPair = (keyPair: KeyPair): Effect.Effect<Identity, C
   })
 
 /** The Crypto service of an identity. */
-export const makeCrypto = (identity: Identity): CryptoShape => ({
+export const fromIdentity = (identity: Identity): CryptoShape => ({
   identity,
   handshake: (initiator) =>
     Effect.try({
@@ -105,14 +105,14 @@ export const makeCrypto = (identity: Identity): CryptoShape => ({
     })
 })
 
-export const cryptoLayer: Layer.Layer<Crypto, CryptoError, Config> = Layer.effect(
-  Crypto,
-  Effect.gen(function*() {
-    const config = yield* Config
-    return makeCrypto(yield* loadOrCreateIdentity(config.dataDir))
-  })
-)
+/** Crypto under the data dir's identity, made on first start. */
+export const make: Effect.Effect<CryptoShape, CryptoError, Config> = Effect.gen(function*() {
+  const config = yield* Config
+  return fromIdentity(yield* loadOrCreateIdentity(config.dataDir))
+})
+
+export const layer: Layer.Layer<Crypto, CryptoError, Config> = Layer.effect(Crypto, make)
 
 /** Crypto with a given key pair instead of the data dir's (tests, benchmarks). */
-export const cryptoLayerFromKeyPair = (keyPair: KeyPair): Layer.Layer<Crypto, CryptoError> =>
-  Layer.effect(Crypto, Effect.map(identityFromKeyPair(keyPair), makeCrypto))
+export const layerFromKeyPair = (keyPair: KeyPair): Layer.Layer<Crypto, CryptoError> =>
+  Layer.effect(Crypto, Effect.map(identityFromKeyPair(keyPair), fromIdentity))

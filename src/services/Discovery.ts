@@ -6,6 +6,7 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Result from "effect/Result"
 import { decodePresence } from "../domain/Presence.ts"
@@ -29,76 +30,80 @@ export class Discovery extends Context.Service<Discovery, {
 /** The first words of a rejection reason, so that counts group alike rejections. */
 const reasonClass = (reason: string) => reason.split(":")[0]!
 
-export const discoveryLayer: Layer.Layer<Discovery, never, Config | PresenceSocket | PeerRegistry | Crypto> = Layer.effect(
-  Discovery,
-  Effect.gen(function*() {
-    const config = yield* Config
-    const socket = yield* PresenceSocket
-    const registry = yield* PeerRegistry
-    const ownId = (yield* Crypto).identity.id
-    let received = 0
-    let accepted = 0
-    let own = 0
-    let rejected = 0
-    const rejectedByReason: Record<string, number> = {}
-    // A token bucket per source address, checked before any parsing, so that a flood
-    // from one host costs little and cannot crowd out the others. Oldest entries go
-    // first when the map is full (Map keeps insertion order).
-    const rate = config.presenceRatePerAddress
-    const buckets = new Map<string, { tokens: number; at: number }>()
-    const allow = (address: string, now: number): boolean => {
-      let b = buckets.get(address)
-      if (b === undefined) {
-        if (buckets.size >= 4096) buckets.delete(buckets.keys().next().value!)
-        b = { tokens: 2 * rate, at: now }
-        buckets.set(address, b)
+/**
+ * A token bucket per source address, checked before any parsing, so that a flood from one
+ * host costs little and cannot crowd out the others: `rate` datagrams a second, bursts of
+ * twice that. Oldest entries go first when the map is full (Map keeps insertion order).
+ */
+const rateLimiter = (rate: number) => {
+  const buckets = new Map<string, { tokens: number; at: number }>()
+  return (address: string, now: number): boolean => {
+    let b = buckets.get(address)
+    if (b === undefined) {
+      if (buckets.size >= 4096) buckets.delete(buckets.keys().next().value!)
+      b = { tokens: 2 * rate, at: now }
+      buckets.set(address, b)
+    }
+    b.tokens = Math.min(2 * rate, b.tokens + ((now - b.at) / 1000) * rate)
+    b.at = now
+    if (b.tokens < 1) return false
+    b.tokens -= 1
+    return true
+  }
+}
+
+export const make: Effect.Effect<Discovery["Service"], never, Config | PresenceSocket | PeerRegistry | Crypto | Scope.Scope> = Effect.gen(function*() {
+  const config = yield* Config
+  const socket = yield* PresenceSocket
+  const registry = yield* PeerRegistry
+  const ownId = (yield* Crypto).identity.id
+  let received = 0
+  let accepted = 0
+  let own = 0
+  let rejected = 0
+  const rejectedByReason: Record<string, number> = {}
+  const allow = rateLimiter(config.presenceRatePerAddress)
+  // Log a bad sender at most once a second, with how many were not logged meanwhile.
+  const lastLogged = new Map<string, { at: number; suppressed: number }>()
+
+  const reject = (d: Received, reason: string) =>
+    Effect.gen(function*() {
+      rejected++
+      const cls = reasonClass(reason)
+      rejectedByReason[cls] = (rejectedByReason[cls] ?? 0) + 1
+      const now = yield* Clock.currentTimeMillis
+      const seen = lastLogged.get(d.address)
+      if (seen !== undefined && now - seen.at < 1000) {
+        seen.suppressed++
+        return
       }
-      b.tokens = Math.min(2 * rate, b.tokens + ((now - b.at) / 1000) * rate)
-      b.at = now
-      if (b.tokens < 1) return false
-      b.tokens -= 1
-      return true
-    }
-    // Log a bad sender at most once a second, with how many were not logged meanwhile.
-    const lastLogged = new Map<string, { at: number; suppressed: number }>()
+      if (lastLogged.size > 1024) lastLogged.clear()
+      lastLogged.set(d.address, { at: now, suppressed: 0 })
+      const more = seen !== undefined && seen.suppressed > 0 ? ` (${seen.suppressed} more from it not shown)` : ""
+      yield* Effect.logWarning(`discovery: dropped datagram from ${d.address}:${d.port}: ${reason}${more}`)
+    })
 
-    const reject = (d: Received, reason: string) =>
-      Effect.gen(function*() {
-        rejected++
-        const cls = reasonClass(reason)
-        rejectedByReason[cls] = (rejectedByReason[cls] ?? 0) + 1
-        const now = yield* Clock.currentTimeMillis
-        const seen = lastLogged.get(d.address)
-        if (seen !== undefined && now - seen.at < 1000) {
-          seen.suppressed++
-          return
-        }
-        if (lastLogged.size > 1024) lastLogged.clear()
-        lastLogged.set(d.address, { at: now, suppressed: 0 })
-        const more = seen !== undefined && seen.suppressed > 0 ? ` (${seen.suppressed} more from it not shown)` : ""
-        yield* Effect.logWarning(`discovery: dropped datagram from ${d.address}:${d.port}: ${reason}${more}`)
-      })
+  const handle = (d: Received) =>
+    Effect.gen(function*() {
+      received++
+      if (!allow(d.address, yield* Clock.currentTimeMillis)) return yield* reject(d, "rate-limited: too many datagrams from this address")
+      const decoded = decodePresence(d.payload)
+      if (Result.isFailure(decoded)) return yield* reject(d, decoded.failure)
+      const datagram = decoded.success
+      if (datagram.value.id === ownId) {
+        own++
+        return
+      }
+      accepted++
+      if (datagram._tag === "Announcement") yield* registry.heard(datagram.value, d.address, d.port)
+      else yield* registry.bye(datagram.value, d.address)
+    })
 
-    const handle = (d: Received) =>
-      Effect.gen(function*() {
-        received++
-        if (!allow(d.address, yield* Clock.currentTimeMillis)) return yield* reject(d, "rate-limited: too many datagrams from this address")
-        const decoded = decodePresence(d.payload)
-        if (Result.isFailure(decoded)) return yield* reject(d, decoded.failure)
-        const datagram = decoded.success
-        if (datagram.value.id === ownId) {
-          own++
-          return
-        }
-        accepted++
-        if (datagram._tag === "Announcement") yield* registry.heard(datagram.value, d.address, d.port)
-        else yield* registry.bye(datagram.value, d.address)
-      })
+  yield* Effect.forkScoped(Stream.runForEach(socket.received, handle))
 
-    yield* Effect.forkScoped(Stream.runForEach(socket.received, handle))
+  return {
+    stats: Effect.sync(() => ({ received, accepted, own, rejected, rejectedByReason: { ...rejectedByReason } }))
+  }
+})
 
-    return {
-      stats: Effect.sync(() => ({ received, accepted, own, rejected, rejectedByReason: { ...rejectedByReason } }))
-    }
-  })
-)
+export const layer: Layer.Layer<Discovery, never, Config | PresenceSocket | PeerRegistry | Crypto> = Layer.effect(Discovery, make)

@@ -33,15 +33,14 @@ export class Events extends Context.Service<Events, {
   readonly subscribe: Effect.Effect<Stream.Stream<UiEvent>, never, Scope.Scope>
 }>()("p2pchat/Events") {}
 
-export const eventsLayer: Layer.Layer<Events> = Layer.effect(
-  Events,
-  Effect.gen(function*() {
-    // Sliding: a slow or absent reader must never stall the node or grow memory.
-    const hub = yield* PubSub.sliding<UiEvent>(4096)
-    yield* Effect.addFinalizer(() => PubSub.shutdown(hub))
-    return {
-      publish: (event) => PubSub.publish(hub, event).pipe(Effect.asVoid),
-      subscribe: Effect.map(PubSub.subscribe(hub), (sub) => Stream.fromSubscription(sub))
-    }
+export const make: Effect.Effect<Events["Service"], never, Scope.Scope> = Effect.gen(function*() {
+  // Sliding: a slow or absent reader must never stall the node or grow memory.
+  const hub = yield* PubSub.sliding<UiEvent>(4096)
+  yield* Effect.addFinalizer(() => PubSub.shutdown(hub))
+  return Events.of({
+    publish: (event) => PubSub.publish(hub, event).pipe(Effect.asVoid),
+    subscribe: Effect.map(PubSub.subscribe(hub), (sub) => Stream.fromSubscription(sub))
   })
-)
+})
+
+export const layer: Layer.Layer<Events> = Layer.effect(Events, make)

@@ -8,6 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { fingerprintOfId } from "../domain/Fingerprint.ts"
 import { livenessAt, type Peer, type PeerStatus, type Proto, type Timers } from "../domain/Peer.ts"
@@ -82,76 +83,86 @@ export const readSnapshot = (store: Store["Service"], timers: Timers, now: Date)
   return peers
 }
 
-/** Keeps the `peers` table equal to the live registry. */
-export const peerSnapshotLayer: Layer.Layer<never, never, PeerRegistry | Store> = Layer.effectDiscard(
-  Effect.gen(function*() {
-    const registry = yield* PeerRegistry
-    const { db } = yield* Store
-    const upsert = db.prepare(
-      `INSERT INTO peers (username, display, address, port, proto, id, status, last_seen, first_seen, conflict)
+const UPSERT_PEER = `INSERT INTO peers (username, display, address, port, proto, id, status, last_seen, first_seen, conflict)
        VALUES (@key, @username, @address, @port, @proto, @id, @status, @lastSeen, @firstSeen, @conflict)
        ON CONFLICT (username) DO UPDATE SET display = excluded.display, address = excluded.address,
          port = excluded.port, proto = excluded.proto, id = excluded.id, status = excluded.status,
          last_seen = excluded.last_seen, conflict = excluded.conflict`
-    )
-    const remove = db.prepare("DELETE FROM peers WHERE username = ?")
-    // What was last written, per peer, so a flush writes only what changed.
-    const written = new Map<string, Peer>()
-    let failures = 0
-    const flush = Effect.gen(function*() {
-      const peers = yield* registry.list
-      const live = new Set<string>()
-      const changed: Array<Peer> = []
-      for (const p of peers) {
-        live.add(p.key)
-        if (written.get(p.key) !== p) changed.push(p)
-      }
-      const gone = [...written.keys()].filter((k) => !live.has(k))
-      if (changed.length === 0 && gone.length === 0) return
-      yield* Effect.try(() =>
-        db.transaction(() => {
-          for (const p of changed) {
-            upsert.run({
-              key: p.key,
-              username: p.username,
-              address: p.address,
-              port: p.port,
-              proto: p.proto,
-              id: p.id ?? null,
-              status: p.status,
-              lastSeen: p.lastSeen.toISOString(),
-              firstSeen: p.firstSeen.toISOString(),
-              conflict: p.conflict ?? null
-            })
-          }
-          for (const k of gone) remove.run(k)
-        })()
-      ).pipe(
-        Effect.tap(() =>
-          Effect.sync(() => {
-            for (const p of changed) written.set(p.key, p)
-            for (const k of gone) written.delete(k)
-          })
-        ),
-        Effect.tap(() => {
-          if (failures === 0) return Effect.void
-          const n = failures
-          failures = 0
-          return Effect.logInfo(`registry: peers saved again after ${n} failed attempt(s)`)
-        }),
-        // Logged once when saving starts failing (a full disk), not four times a second.
-        Effect.catch((e) =>
-          failures++ === 0 ? Effect.logWarning(`registry: could not save peers: ${String(e.cause ?? e)}`) : Effect.void
-        )
+
+/** The parameters of UPSERT_PEER for one peer. */
+const peerRow = (p: Peer) => ({
+  key: p.key,
+  username: p.username,
+  address: p.address,
+  port: p.port,
+  proto: p.proto,
+  id: p.id ?? null,
+  status: p.status,
+  lastSeen: p.lastSeen.toISOString(),
+  firstSeen: p.firstSeen.toISOString(),
+  conflict: p.conflict ?? null
+})
+
+/**
+ * An effect that writes to the `peers` table what changed in the registry since it last
+ * ran. A failure (a full disk) is logged when saving starts failing and when it works again.
+ */
+const makeFlush = (db: Store["Service"]["db"], registry: PeerRegistry["Service"]): Effect.Effect<void> => {
+  const upsert = db.prepare(UPSERT_PEER)
+  const remove = db.prepare("DELETE FROM peers WHERE username = ?")
+  // What was last written, per peer, so a flush writes only what changed.
+  const written = new Map<string, Peer>()
+  let failures = 0
+  return Effect.gen(function*() {
+    const peers = yield* registry.list
+    const live = new Set<string>()
+    const changed: Array<Peer> = []
+    for (const p of peers) {
+      live.add(p.key)
+      if (written.get(p.key) !== p) changed.push(p)
+    }
+    const gone = [...written.keys()].filter((k) => !live.has(k))
+    if (changed.length === 0 && gone.length === 0) return
+    yield* Effect.try(() =>
+      db.transaction(() => {
+        for (const p of changed) upsert.run(peerRow(p))
+        for (const k of gone) remove.run(k)
+      })()
+    ).pipe(
+      Effect.tap(() =>
+        Effect.sync(() => {
+          for (const p of changed) written.set(p.key, p)
+          for (const k of gone) written.delete(k)
+        })
+      ),
+      Effect.tap(() => {
+        if (failures === 0) return Effect.void
+        const n = failures
+        failures = 0
+        return Effect.logInfo(`registry: peers saved again after ${n} failed attempt(s)`)
+      }),
+      // Logged once when saving starts failing (a full disk), not four times a second.
+      Effect.catch((e) =>
+        failures++ === 0 ? Effect.logWarning(`registry: could not save peers: ${String(e.cause ?? e)}`) : Effect.void
       )
-    })
-    // This node's registry is now the authority: forget what an earlier run saved.
-    yield* Effect.try(() => db.prepare("DELETE FROM peers").run()).pipe(Effect.ignore)
-    // A quarter of a second behind the registry at most; only changed rows are written.
-    yield* Effect.forkScoped(flush.pipe(Effect.repeat(Schedule.spaced("250 millis"))))
-    yield* Effect.addFinalizer(() => flush)
+    )
   })
-)
+}
+
+/** Keeps the `peers` table equal to the live registry, for as long as its scope lasts. */
+export const make: Effect.Effect<void, never, PeerRegistry | Store | Scope.Scope> = Effect.gen(function*() {
+  const registry = yield* PeerRegistry
+  const { db } = yield* Store
+  const flush = makeFlush(db, registry)
+  // This node's registry is now the authority: forget what an earlier run saved.
+  yield* Effect.try(() => db.prepare("DELETE FROM peers").run()).pipe(Effect.ignore)
+  // A quarter of a second behind the registry at most; only changed rows are written.
+  yield* Effect.forkScoped(flush.pipe(Effect.repeat(Schedule.spaced("250 millis"))))
+  yield* Effect.addFinalizer(() => flush)
+})
+
+/** Keeps the `peers` table equal to the live registry. */
+export const layer: Layer.Layer<never, never, PeerRegistry | Store> = Layer.effectDiscard(make)
 
 /** How often a snapshot registry looks at the table for its stream of changes. */
 export const SNAPSHOT_POLL_MS = 1000
@@ -183,43 +194,43 @@ export const snapshotChanges = (
  * table, so it is as fresh as that node's last flush; `heard` and `bye` do nothing (this
  * process hears no presence). Its changes come from polling the table once a second.
  */
-export const snapshotRegistryLayer: Layer.Layer<PeerRegistry, never, Store | Config> = Layer.effect(
-  PeerRegistry,
-  Effect.gen(function*() {
-    const store = yield* Store
-    const config = yield* Config
-    const timers: Timers = { awayAfterMs: config.awayAfterMs, expireAfterMs: config.expireAfterMs }
-    const read = Effect.gen(function*() {
-      const now = new Date(yield* Clock.currentTimeMillis)
-      return yield* Effect.try(() => readSnapshot(store, timers, now)).pipe(
-        Effect.catch((e) =>
-          Effect.as(Effect.logWarning(`registry: cannot read the saved peers: ${String(e.cause ?? e)}`), [] as ReadonlyArray<Peer>)
-        )
+export const makeRegistry: Effect.Effect<PeerRegistry["Service"], never, Store | Config> = Effect.gen(function*() {
+  const store = yield* Store
+  const config = yield* Config
+  const timers: Timers = { awayAfterMs: config.awayAfterMs, expireAfterMs: config.expireAfterMs }
+  const read = Effect.gen(function*() {
+    const now = new Date(yield* Clock.currentTimeMillis)
+    return yield* Effect.try(() => readSnapshot(store, timers, now)).pipe(
+      Effect.catch((e) =>
+        Effect.as(Effect.logWarning(`registry: cannot read the saved peers: ${String(e.cause ?? e)}`), [] as ReadonlyArray<Peer>)
+      )
+    )
+  })
+  const byKey = (peers: ReadonlyArray<Peer>) => new Map(peers.map((p) => [p.key, p] as const))
+  return {
+    heard: () => Effect.succeed("known" as const),
+    bye: () => Effect.succeed(false),
+    list: read,
+    lookup: (username) =>
+      Effect.map(read, (peers) => Option.fromNullishOr(peers.find((p) => p.key === usernameKey(username)))),
+    lookupByAddress: (address) => Effect.map(read, (peers) => Option.fromNullishOr(peers.find((p) => p.address === address))),
+    stats: Effect.map(read, (peers) => ({ peers: peers.length, rejectedFull: 0, rejectedAddressFull: 0, conflicts: 0 })),
+    changes: Effect.map(read, (initial) => {
+      let last = byKey(initial)
+      return Stream.tick(`${SNAPSHOT_POLL_MS} millis`).pipe(
+        Stream.mapEffect(() =>
+          Effect.map(read, (peers) => {
+            const now = byKey(peers)
+            const changes = snapshotChanges(last, now)
+            last = now
+            return changes
+          })
+        ),
+        Stream.flattenIterable
       )
     })
-    const byKey = (peers: ReadonlyArray<Peer>) => new Map(peers.map((p) => [p.key, p] as const))
-    return {
-      heard: () => Effect.succeed("known" as const),
-      bye: () => Effect.succeed(false),
-      list: read,
-      lookup: (username) =>
-        Effect.map(read, (peers) => Option.fromNullishOr(peers.find((p) => p.key === usernameKey(username)))),
-      lookupByAddress: (address) => Effect.map(read, (peers) => Option.fromNullishOr(peers.find((p) => p.address === address))),
-      stats: Effect.map(read, (peers) => ({ peers: peers.length, rejectedFull: 0, rejectedAddressFull: 0, conflicts: 0 })),
-      changes: Effect.map(read, (initial) => {
-        let last = byKey(initial)
-        return Stream.tick(`${SNAPSHOT_POLL_MS} millis`).pipe(
-          Stream.mapEffect(() =>
-            Effect.map(read, (peers) => {
-              const now = byKey(peers)
-              const changes = snapshotChanges(last, now)
-              last = now
-              return changes
-            })
-          ),
-          Stream.flattenIterable
-        )
-      })
-    }
-  })
-)
+  }
+})
+
+/** The snapshot registry as the PeerRegistry of a process that does not own the ports. */
+export const registryLayer: Layer.Layer<PeerRegistry, never, Store | Config> = Layer.effect(PeerRegistry, makeRegistry)

@@ -9,6 +9,7 @@ import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { NetAddress } from "effect/net"
 import type { DatagramSocket } from "effect/socket"
@@ -57,41 +58,40 @@ const resolveHost = (host: string) =>
     catch: (e) => new PresenceSocketError({ message: `cannot resolve ${host}: ${(e as Error).message}` })
   })
 
-export const presenceSocketLayer: Layer.Layer<PresenceSocket, PresenceSocketError, Config> = Layer.effect(
-  PresenceSocket,
-  Effect.gen(function*() {
-    const config = yield* Config
-    const socket = yield* NodeDatagramSocket.make({
-      bind: { address: config.bind ?? "0.0.0.0", port: config.udpPort },
-      reuseAddress: true,
-      broadcast: true,
-      kernelReceiveBufferSize: 1 << 20,
-      receiveBuffer: { capacity: 8192, strategy: "sliding" }
-    })
-    const reader: DatagramSocket.Reader = yield* socket.reader.pipe(
-      Effect.mapError((e) =>
-        new PresenceSocketError({
-          message: `cannot open UDP port ${config.udpPort}${config.bind ? ` on ${config.bind}` : ""} (${e.message}); ` +
-            `choose another with --udp-port or --bind`
-        })
-      )
-    )
-    const writer = yield* socket.writer
-    const port = NetAddress.isInetAddress(reader.address) ? reader.address.port : config.udpPort
-    const send = (payload: string, host: string, toPort: number) =>
-      Effect.gen(function*() {
-        const ip = net.isIPv4(host) ? host : yield* resolveHost(host)
-        yield* writer.write({ payload, address: NetAddress.inetAddressFromIpStringUnsafe(ip, toPort) })
-      }).pipe(Effect.catch((e) => Effect.logDebug(`presence: send to ${host}:${toPort} failed: ${e.message}`)))
-    const received = Stream.fromEffectRepeat(reader.pull).pipe(
-      Stream.catch((e) => Stream.fromEffect(Effect.logWarning(`presence: UDP socket closed: ${e.message}`)).pipe(Stream.drain)),
-      Stream.flatMap((batch) => Stream.fromIterable(batch)),
-      Stream.map((d): Received => ({
-        payload: d.payload,
-        address: NetAddress.formatIp(d.address.address),
-        port: d.address.port
-      }))
-    )
-    return { port, send, received, dropped: reader.dropped }
+export const make: Effect.Effect<PresenceSocket["Service"], PresenceSocketError, Config | Scope.Scope> = Effect.gen(function*() {
+  const config = yield* Config
+  const socket = yield* NodeDatagramSocket.make({
+    bind: { address: config.bind ?? "0.0.0.0", port: config.udpPort },
+    reuseAddress: true,
+    broadcast: true,
+    kernelReceiveBufferSize: 1 << 20,
+    receiveBuffer: { capacity: 8192, strategy: "sliding" }
   })
-)
+  const reader: DatagramSocket.Reader = yield* socket.reader.pipe(
+    Effect.mapError((e) =>
+      new PresenceSocketError({
+        message: `cannot open UDP port ${config.udpPort}${config.bind ? ` on ${config.bind}` : ""} (${e.message}); ` +
+          `choose another with --udp-port or --bind`
+      })
+    )
+  )
+  const writer = yield* socket.writer
+  const port = NetAddress.isInetAddress(reader.address) ? reader.address.port : config.udpPort
+  const send = (payload: string, host: string, toPort: number) =>
+    Effect.gen(function*() {
+      const ip = net.isIPv4(host) ? host : yield* resolveHost(host)
+      yield* writer.write({ payload, address: NetAddress.inetAddressFromIpStringUnsafe(ip, toPort) })
+    }).pipe(Effect.catch((e) => Effect.logDebug(`presence: send to ${host}:${toPort} failed: ${e.message}`)))
+  const received = Stream.fromEffectRepeat(reader.pull).pipe(
+    Stream.catch((e) => Stream.fromEffect(Effect.logWarning(`presence: UDP socket closed: ${e.message}`)).pipe(Stream.drain)),
+    Stream.flatMap((batch) => Stream.fromIterable(batch)),
+    Stream.map((d): Received => ({
+      payload: d.payload,
+      address: NetAddress.formatIp(d.address.address),
+      port: d.address.port
+    }))
+  )
+  return { port, send, received, dropped: reader.dropped }
+})
+
+export const layer: Layer.Layer<PresenceSocket, PresenceSocketError, Config> = Layer.effect(PresenceSocket, make)

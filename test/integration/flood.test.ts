@@ -12,10 +12,10 @@ import * as path from "node:path"
 import { encodeAnnouncement } from "../../src/domain/Presence.ts"
 import { baseLayer } from "../../src/layers/Node.ts"
 import { testConfig } from "../../src/services/Config.ts"
-import { cryptoLayer } from "../../src/services/Crypto.ts"
-import { Discovery, discoveryLayer } from "../../src/services/Discovery.ts"
-import { PeerRegistry, peerRegistryLayer } from "../../src/services/PeerRegistry.ts"
-import { PresenceSocket, presenceSocketLayer } from "../../src/services/PresenceSocket.ts"
+import * as Crypto from "../../src/services/Crypto.ts"
+import * as Discovery from "../../src/services/Discovery.ts"
+import * as PeerRegistry from "../../src/services/PeerRegistry.ts"
+import * as PresenceSocket from "../../src/services/PresenceSocket.ts"
 
 const FLOOD = 100_000
 const FLOODER = "127.0.0.9"
@@ -50,16 +50,16 @@ describe("presence under a flood", () => {
       const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "p2pchat-flood-"))
       yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dataDir, { recursive: true, force: true })))
       const config = testConfig({ dataDir, name: "node" })
-      const layer = discoveryLayer.pipe(
-        Layer.provideMerge(peerRegistryLayer),
-        Layer.provideMerge(presenceSocketLayer),
-        Layer.provideMerge(cryptoLayer),
+      const layer = Discovery.layer.pipe(
+        Layer.provideMerge(PeerRegistry.layer),
+        Layer.provideMerge(PresenceSocket.layer),
+        Layer.provideMerge(Crypto.layer),
         Layer.provideMerge(baseLayer(config))
       )
       const ctx = yield* Layer.build(layer)
-      const registry = Context.get(ctx, PeerRegistry)
-      const discovery = Context.get(ctx, Discovery)
-      const port = Context.get(ctx, PresenceSocket).port
+      const registry = Context.get(ctx, PeerRegistry.PeerRegistry)
+      const discovery = Context.get(ctx, Discovery.Discovery)
+      const port = Context.get(ctx, PresenceSocket.PresenceSocket).port
 
       const flooder = yield* boundSocket(FLOODER)
       const reals = yield* Effect.forEach(REAL, boundSocket)

@@ -5,7 +5,9 @@
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
+import { Effect, Exit } from "effect"
 import {
+  make,
   type NodeConfig,
   parseDuration,
   type RawOptions,
@@ -255,5 +257,17 @@ describe("durations", () => {
     const c = resolved({ announceEvery: "500ms", awayAfter: "8s", expireAfter: "1h" })
     expect([c.announceEveryMs, c.awayAfterMs, c.expireAfterMs]).toEqual([500, 8_000, 3_600_000])
     expect(resolved({ expireAfter: "15m" }).expireAfterMs).toBe(900_000)
+  })
+})
+
+describe("make: resolveConfig as an effect", () => {
+  it("succeeds with the resolved configuration", () => {
+    const config = Effect.runSync(make({ name: "alice", udpPort: "7000" }, {}))
+    expect(config).toEqual(resolved({ name: "alice", udpPort: "7000" }))
+  })
+
+  it("fails with the UsageError resolveConfig returns", () => {
+    const exit = Effect.runSyncExit(make({ udpPort: "70000" }, {}))
+    expect(exit).toEqual(Exit.fail(usageError({ udpPort: "70000" })))
   })
 })

@@ -4,12 +4,12 @@
  * case-insensitive keys, moves, and ages measured on the monotonic clock.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Context, Effect, Layer, Option, Stream } from "effect"
+import { Clock, Effect, Option, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import type { Peer } from "../../src/domain/Peer.ts"
 import type { Announcement, Bye } from "../../src/domain/Presence.ts"
-import { configLayer, type NodeConfig, testConfig } from "../../src/services/Config.ts"
-import { PeerRegistry, peerRegistryLayer, type RegistryChange } from "../../src/services/PeerRegistry.ts"
+import { Config, type NodeConfig, testConfig } from "../../src/services/Config.ts"
+import * as PeerRegistry from "../../src/services/PeerRegistry.ts"
 
 const AWAY_MS = 10_000
 const EXPIRE_MS = 15 * 60_000
@@ -17,14 +17,14 @@ const EXPIRE_MS = 15 * 60_000
 const ID_A = "A".repeat(43)
 const ID_B = "B".repeat(43)
 
+type Registry = PeerRegistry.PeerRegistry["Service"]
+type RegistryChange = PeerRegistry.RegistryChange
+
 /** Builds a registry for the rest of the test's scope, on the test's (Test)Clock. */
 const makeRegistry = (overrides: Partial<NodeConfig> = {}) =>
-  Effect.gen(function*() {
-    const layer = peerRegistryLayer.pipe(
-      Layer.provide(configLayer(testConfig({ dataDir: "/unused", awayAfterMs: AWAY_MS, expireAfterMs: EXPIRE_MS, ...overrides })))
-    )
-    return Context.get(yield* Layer.build(layer), PeerRegistry)
-  })
+  PeerRegistry.make.pipe(
+    Effect.provideService(Config, testConfig({ dataDir: "/unused", awayAfterMs: AWAY_MS, expireAfterMs: EXPIRE_MS, ...overrides }))
+  )
 
 interface Seen {
   readonly tag: RegistryChange["_tag"]
@@ -36,7 +36,7 @@ interface Seen {
 }
 
 /** Subscribes now, and collects every change in a forked fiber. */
-const collectChanges = (registry: PeerRegistry["Service"]) =>
+const collectChanges = (registry: Registry) =>
   Effect.gen(function*() {
     const seen: Array<Seen> = []
     const changes = yield* registry.changes
@@ -59,7 +59,7 @@ const ann = (username: string, extra: Partial<Announcement> = {}): Announcement 
 const p2p = (username: string, id: string, extra: Partial<Announcement> = {}): Announcement =>
   ann(username, { proto: "p2pchat/1", id, port: 7001, ...extra })
 
-const statusOf = (registry: PeerRegistry["Service"], name: string) =>
+const statusOf = (registry: Registry, name: string) =>
   Effect.map(registry.lookup(name), Option.match({ onNone: () => "absent" as const, onSome: (p) => p.status }))
 
 const tags = (seen: ReadonlyArray<Seen>) => seen.map((s) => `${s.tag}:${s.username}:${s.status}`)
