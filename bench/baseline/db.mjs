@@ -1,6 +1,9 @@
-// The baseline's database: the same file settings and the same tables as p2pchat's Store
-// (src/services/Store.ts): busy_timeout 5000, WAL, synchronous FULL, foreign_keys ON; the
-// `messages` and `pins` tables and indexes of migration 1; every statement prepared once.
+// The baseline's database: the same tables as p2pchat's Store (src/services/Store.ts), the
+// `messages` and `pins` tables and indexes of migration 1, and its settings (busy_timeout
+// 5000, WAL, foreign_keys ON) but synchronous FULL: every commit here waits for its own
+// fsync, where the Store commits with NORMAL and fsyncs explicitly (Store.durable) where a
+// promise is made; bench/README.md says why the baseline keeps FULL. Every statement is
+// prepared once. bench/drivers/fsync.mjs measures one of these FULL commits (fsync-p99).
 import * as fs from "node:fs"
 import { createRequire } from "node:module"
 import * as path from "node:path"

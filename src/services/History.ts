@@ -2,6 +2,24 @@
  * History: messages sent and received, their delivery state, and pinned peer keys, kept in
  * the node's Store. Peers and usernames are stored exactly as the caller gives them; callers
  * lower-case usernames so that comparisons are case-insensitive.
+ *
+ * Durability contract (see Store.ts). Every write is committed when its effect succeeds, so
+ * it survives a killed process; surviving a power cut takes `Store.durable` (a WAL fsync,
+ * shared by concurrent callers):
+ * - The message writes, on the hot path of every message, do NOT call it: `recordSent`,
+ *   `recordReceived`, `setState`. Their callers call `store.durable` where the protocol
+ *   makes a promise: the receiver after `recordReceived` and before its ack (the ack says
+ *   "stored"), the sender before it reports a message delivered. The sender's `durable`
+ *   only has to start after `recordSent`: forked right after it, it runs while the message
+ *   travels and adds nothing to the round trip when the ack comes later. The delivered mark
+ *   itself need not be durable before the report: lost to a power cut, the message is
+ *   pending again, is resent with its id, and the receiver stores an id once. A power cut
+ *   may thus lose a message nobody was told about, never one that was acked or reported
+ *   delivered.
+ * - The key writes, rare and security-relevant, call it themselves before they succeed:
+ *   `setPin`, `pinIfAbsent` and `setPresentedKey` return only once the key is durable (and
+ *   `pinIfAbsent` also when the key was pinned already, perhaps by a concurrent call whose
+ *   fsync is still running).
  */
 import type Database from "better-sqlite3"
 import * as Context from "effect/Context"
@@ -10,7 +28,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { WellFormed } from "../domain/Presence.ts"
-import { Store } from "./Store.ts"
+import { Store, type StoreShape } from "./Store.ts"
 
 export type Mode = "plain" | "classic-3des" | "noise"
 export type Direction = "sent" | "received"
@@ -104,133 +122,153 @@ const attempt = <A>(what: string, f: () => A): Effect.Effect<A, HistoryError> =>
 const toBytes = (b: Uint8Array): Uint8Array => new Uint8Array(b)
 const toBuffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength)
 
-const makeHistory = (db: Database.Database): HistoryShape => {
-  // Every statement is prepared once, here; calls only bind and run.
-  const insertSent = db.prepare<{ id: string; peer: string; text: string; at: string; mode: Mode }>(
+/** `write`, then the fsync that makes it survive a power cut (see the header). */
+const durably = <A>(durable: StoreShape["durable"], what: string, write: () => A): Effect.Effect<A, HistoryError> =>
+  attempt(what, write).pipe(
+    Effect.tap(() => durable.pipe(Effect.mapError((e) => new HistoryError({ message: `${what}: ${e.message}` }))))
+  )
+
+/** Every statement History runs, prepared once, here; the methods only bind and run. */
+const prepare = (db: Database.Database) => ({
+  insertSent: db.prepare<{ id: string; peer: string; text: string; at: string; mode: Mode }>(
     `INSERT INTO messages (id, peer, direction, text, at, mode, state)
      VALUES (@id, @peer, 'sent', @text, @at, @mode, 'pending')`
-  )
-  const updateState = db.prepare<{ id: string; peer: string; state: "delivered" | "sent" }>(
+  ),
+  updateState: db.prepare<{ id: string; peer: string; state: "delivered" | "sent" }>(
     `UPDATE messages SET state = @state
      WHERE peer = @peer AND direction = 'sent' AND id = @id
        AND state <> 'delivered' AND state <> @state`
-  )
+  ),
   // ON CONFLICT, not INSERT OR IGNORE: OR IGNORE would also swallow CHECK violations
-  const insertReceived = db.prepare<{ id: string; peer: string; text: string; at: string; mode: Mode }>(
+  insertReceived: db.prepare<{ id: string; peer: string; text: string; at: string; mode: Mode }>(
     `INSERT INTO messages (id, peer, direction, text, at, mode, state)
      VALUES (@id, @peer, 'received', @text, @at, @mode, 'received')
      ON CONFLICT (peer, direction, id) DO NOTHING`
-  )
-  const selectAll = db.prepare<[], MessageRow>(`SELECT ${COLUMNS} FROM messages ORDER BY seq`)
-  const selectAllLast = db.prepare<{ limit: number }, MessageRow>(
+  ),
+  selectAll: db.prepare<[], MessageRow>(`SELECT ${COLUMNS} FROM messages ORDER BY seq`),
+  selectAllLast: db.prepare<{ limit: number }, MessageRow>(
     `SELECT ${COLUMNS} FROM (SELECT seq, ${COLUMNS} FROM messages ORDER BY seq DESC LIMIT @limit) ORDER BY seq`
-  )
-  const selectPeer = db.prepare<{ peer: string }, MessageRow>(
+  ),
+  selectPeer: db.prepare<{ peer: string }, MessageRow>(
     `SELECT ${COLUMNS} FROM messages WHERE peer = @peer ORDER BY seq`
-  )
-  const selectPeerLast = db.prepare<{ peer: string; limit: number }, MessageRow>(
+  ),
+  selectPeerLast: db.prepare<{ peer: string; limit: number }, MessageRow>(
     `SELECT ${COLUMNS} FROM (SELECT seq, ${COLUMNS} FROM messages WHERE peer = @peer ORDER BY seq DESC LIMIT @limit)
      ORDER BY seq`
-  )
-  const selectPendingAll = db.prepare<[], MessageRow>(
+  ),
+  selectPendingAll: db.prepare<[], MessageRow>(
     `SELECT ${COLUMNS} FROM messages WHERE direction = 'sent' AND state = 'pending' ORDER BY seq`
-  )
-  const selectPendingPeer = db.prepare<{ peer: string }, MessageRow>(
+  ),
+  selectPendingPeer: db.prepare<{ peer: string }, MessageRow>(
     `SELECT ${COLUMNS} FROM messages WHERE peer = @peer AND direction = 'sent' AND state = 'pending' ORDER BY seq`
-  )
-  const selectPin = db.prepare<{ username: string }, Pick<PinRow, "public_key">>(
+  ),
+  selectPin: db.prepare<{ username: string }, Pick<PinRow, "public_key">>(
     `SELECT public_key FROM pins WHERE username = @username`
-  )
-  const upsertPin = db.prepare<{ username: string; key: Buffer; at: string }>(
+  ),
+  upsertPin: db.prepare<{ username: string; key: Buffer; at: string }>(
     `INSERT INTO pins (username, public_key, pinned_at) VALUES (@username, @key, @at)
      ON CONFLICT (username) DO UPDATE SET public_key = excluded.public_key, pinned_at = excluded.pinned_at`
-  )
-  const insertPinIfAbsent = db.prepare<{ username: string; key: Buffer; at: string }>(
+  ),
+  insertPinIfAbsent: db.prepare<{ username: string; key: Buffer; at: string }>(
     `INSERT INTO pins (username, public_key, pinned_at) VALUES (@username, @key, @at) ON CONFLICT (username) DO NOTHING`
-  )
-  const selectPresented = db.prepare<{ username: string }, { public_key: Buffer }>(
+  ),
+  selectPresented: db.prepare<{ username: string }, { public_key: Buffer }>(
     `SELECT public_key FROM presented_keys WHERE username = @username`
-  )
-  const upsertPresented = db.prepare<{ username: string; key: Buffer; at: string }>(
+  ),
+  upsertPresented: db.prepare<{ username: string; key: Buffer; at: string }>(
     `INSERT INTO presented_keys (username, public_key, presented_at) VALUES (@username, @key, @at)
      ON CONFLICT (username) DO UPDATE SET public_key = excluded.public_key, presented_at = excluded.presented_at`
-  )
-  const deletePresented = db.prepare<{ username: string }>(`DELETE FROM presented_keys WHERE username = @username`)
-  const selectPins = db.prepare<[], PinRow>(`SELECT username, public_key, pinned_at FROM pins ORDER BY username`)
+  ),
+  deletePresented: db.prepare<{ username: string }>(`DELETE FROM presented_keys WHERE username = @username`),
+  selectPins: db.prepare<[], PinRow>(`SELECT username, public_key, pinned_at FROM pins ORDER BY username`)
+})
 
-  const bindMessage = (m: NewMessage) => ({
-    id: m.id,
-    peer: m.peer,
-    // A lone surrogate (a JSON escape like \ud800) would be stored as WTF-8 and read back
-    // as three U+FFFD; store what will be read back.
-    text: (m.text as WellFormed).toWellFormed(),
-    // toISOString throws on an invalid Date: caught by attempt, reported as a HistoryError
-    at: m.at.toISOString(),
-    mode: m.mode
-  })
+type Statements = ReturnType<typeof prepare>
 
-  return {
-    recordSent: (m) =>
-      attempt("could not store message", () => {
-        insertSent.run(bindMessage(m))
-      }),
-    setState: (id, peer, state) =>
-      attempt("could not store message state", () => updateState.run({ id, peer, state }).changes > 0),
-    recordReceived: (m) =>
-      attempt("could not store message", () => insertReceived.run(bindMessage(m)).changes > 0),
-    conversation: (peer, opts) =>
-      attempt("could not read history", (): ReadonlyArray<HistoryEntry> => {
-        const limit = opts?.limit
-        if (limit === undefined) {
-          return peer === undefined ? selectAll.all() : selectPeer.all({ peer })
-        }
-        const n = Number.isFinite(limit) ? Math.max(0, Math.floor(limit)) : -1 // -1: no limit
-        return peer === undefined ? selectAllLast.all({ limit: n }) : selectPeerLast.all({ peer, limit: n })
-      }),
-    pendingFor: (peer) =>
-      attempt(
-        "could not read pending messages",
-        (): ReadonlyArray<HistoryEntry> => peer === undefined ? selectPendingAll.all() : selectPendingPeer.all({ peer })
-      ),
-    getPin: (username) =>
-      attempt("could not read pinned key", () => {
-        const row = selectPin.get({ username })
-        return row === undefined ? Option.none() : Option.some(toBytes(row.public_key))
-      }),
-    pinIfAbsent: (username, key, at) =>
-      attempt(`could not store pinned key of ${username}`, () => {
-        insertPinIfAbsent.run({ username, key: toBuffer(key), at: at.toISOString() })
-        return toBytes(selectPin.get({ username })!.public_key)
-      }),
-    presentedKey: (username) =>
-      attempt("could not read presented key", () => {
-        const row = selectPresented.get({ username })
-        return row === undefined ? Option.none() : Option.some(toBytes(row.public_key))
-      }),
-    setPresentedKey: (username, key, at) =>
-      attempt(`could not store the key ${username} presented`, () => {
-        if (key === undefined) deletePresented.run({ username })
-        else upsertPresented.run({ username, key: toBuffer(key), at: at.toISOString() })
-      }),
-    setPin: (username, key, at) =>
-      attempt(`could not store pinned key of ${username}`, () => {
-        upsertPin.run({ username, key: toBuffer(key), at: at.toISOString() })
-      }),
-    pins: () =>
-      attempt("could not read pinned keys", (): ReadonlyArray<Pin> =>
-        selectPins.all().map((r) => ({
-          username: r.username,
-          publicKey: toBytes(r.public_key),
-          pinnedAt: r.pinned_at
-        })))
-  }
+const bindMessage = (m: NewMessage) => ({
+  id: m.id,
+  peer: m.peer,
+  // A lone surrogate (a JSON escape like \ud800) would be stored as WTF-8 and read back
+  // as three U+FFFD; store what will be read back.
+  text: (m.text as WellFormed).toWellFormed(),
+  // toISOString throws on an invalid Date: caught by attempt, reported as a HistoryError
+  at: m.at.toISOString(),
+  mode: m.mode
+})
+
+type MessageMethods = "recordSent" | "setState" | "recordReceived" | "conversation" | "pendingFor"
+
+/** The message methods, on the hot path: they commit, and leave `durable` to their callers (see the header). */
+const messageMethods = (s: Statements): Pick<HistoryShape, MessageMethods> => ({
+  recordSent: (m) =>
+    attempt("could not store message", () => {
+      s.insertSent.run(bindMessage(m))
+    }),
+  setState: (id, peer, state) =>
+    attempt("could not store message state", () => s.updateState.run({ id, peer, state }).changes > 0),
+  recordReceived: (m) =>
+    attempt("could not store message", () => s.insertReceived.run(bindMessage(m)).changes > 0),
+  conversation: (peer, opts) =>
+    attempt("could not read history", (): ReadonlyArray<HistoryEntry> => {
+      const limit = opts?.limit
+      if (limit === undefined) {
+        return peer === undefined ? s.selectAll.all() : s.selectPeer.all({ peer })
+      }
+      const n = Number.isFinite(limit) ? Math.max(0, Math.floor(limit)) : -1 // -1: no limit
+      return peer === undefined ? s.selectAllLast.all({ limit: n }) : s.selectPeerLast.all({ peer, limit: n })
+    }),
+  pendingFor: (peer) =>
+    attempt(
+      "could not read pending messages",
+      (): ReadonlyArray<HistoryEntry> => peer === undefined ? s.selectPendingAll.all() : s.selectPendingPeer.all({ peer })
+    )
+})
+
+/** The key methods: their writes return only once durable (see the header). */
+const keyMethods = (s: Statements, durable: StoreShape["durable"]): Omit<HistoryShape, MessageMethods> => ({
+  getPin: (username) =>
+    attempt("could not read pinned key", () => {
+      const row = s.selectPin.get({ username })
+      return row === undefined ? Option.none() : Option.some(toBytes(row.public_key))
+    }),
+  pinIfAbsent: (username, key, at) =>
+    durably(durable, `could not store pinned key of ${username}`, () => {
+      s.insertPinIfAbsent.run({ username, key: toBuffer(key), at: at.toISOString() })
+      return toBytes(s.selectPin.get({ username })!.public_key)
+    }),
+  presentedKey: (username) =>
+    attempt("could not read presented key", () => {
+      const row = s.selectPresented.get({ username })
+      return row === undefined ? Option.none() : Option.some(toBytes(row.public_key))
+    }),
+  setPresentedKey: (username, key, at) =>
+    durably(durable, `could not store the key ${username} presented`, () => {
+      if (key === undefined) s.deletePresented.run({ username })
+      else s.upsertPresented.run({ username, key: toBuffer(key), at: at.toISOString() })
+    }),
+  setPin: (username, key, at) =>
+    durably(durable, `could not store pinned key of ${username}`, () => {
+      s.upsertPin.run({ username, key: toBuffer(key), at: at.toISOString() })
+    }),
+  pins: () =>
+    attempt("could not read pinned keys", (): ReadonlyArray<Pin> =>
+      s.selectPins.all().map((r) => ({
+        username: r.username,
+        publicKey: toBytes(r.public_key),
+        pinnedAt: r.pinned_at
+      })))
+})
+
+const makeHistory = (db: Database.Database, durable: StoreShape["durable"]): HistoryShape => {
+  const statements = prepare(db)
+  return { ...messageMethods(statements), ...keyMethods(statements, durable) }
 }
 
-export const historyLayer: Layer.Layer<History, never, Store> = Layer.effect(
-  History,
-  Effect.gen(function*() {
-    const { db } = yield* Store
-    // a statement that does not prepare is a bug in this file, not a runtime condition
-    return yield* Effect.sync(() => makeHistory(db))
-  })
-)
+/** The History of the Store in context. */
+export const make: Effect.Effect<HistoryShape, never, Store> = Effect.gen(function*() {
+  const { db, durable } = yield* Store
+  // a statement that does not prepare is a bug in this file, not a runtime condition
+  return yield* Effect.sync(() => makeHistory(db, durable))
+})
+
+export const layer: Layer.Layer<History, never, Store> = Layer.effect(History, make)

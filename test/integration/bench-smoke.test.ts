@@ -14,6 +14,7 @@ import { ensureBuilt, REPO_ROOT } from "../support/cli.ts"
 const FIGURES = [
   "secure-throughput",
   "plain-throughput",
+  "fsync-p99",
   "ack-latency-p99",
   "concurrent-connections",
   "handshakes-per-second",

@@ -6,15 +6,10 @@ import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import Database from "better-sqlite3"
 import { Context, Effect, Layer, Option } from "effect"
-import { History, historyLayer, type Mode } from "../../src/services/History.ts"
-import {
-  APPLICATION_ID,
-  DB_FILE_NAME,
-  SCHEMA_VERSION,
-  Store,
-  StoreError,
-  storeLayer
-} from "../../src/services/Store.ts"
+import * as History from "../../src/services/History.ts"
+import type { Mode } from "../../src/services/History.ts"
+import * as Store from "../../src/services/Store.ts"
+import { APPLICATION_ID, DB_FILE_NAME, SCHEMA_VERSION, StoreError } from "../../src/services/Store.ts"
 
 /** A fresh temp dir, removed when the test's scope closes. */
 const tempDir = Effect.acquireRelease(
@@ -22,18 +17,18 @@ const tempDir = Effect.acquireRelease(
   (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
 )
 
-const nodeLayer = (dataDir: string) => historyLayer.pipe(Layer.provideMerge(storeLayer(dataDir)))
+const nodeLayer = (dataDir: string) => History.layer.pipe(Layer.provideMerge(Store.layer(dataDir)))
 
 /** Opens Store + History on dataDir for the rest of the enclosing scope. */
 const openNode = (dataDir: string) =>
   Effect.gen(function*() {
     const ctx = yield* Layer.build(nodeLayer(dataDir))
-    return { history: Context.get(ctx, History), store: Context.get(ctx, Store) }
+    return { history: Context.get(ctx, History.History), store: Context.get(ctx, Store.Store) }
   })
 
 /** Tries to open a Store on dataDir and returns the StoreError it fails with. */
 const openFailure = (dataDir: string) =>
-  Effect.scoped(Effect.flip(Layer.build(storeLayer(dataDir))))
+  Effect.scoped(Effect.flip(Layer.build(Store.layer(dataDir))))
 
 const msg = (id: string, peer: string, text: string, at = new Date("2024-05-01T10:00:00.000Z"), mode: Mode = "noise") => ({
   id,
@@ -57,7 +52,7 @@ describe("Store", () => {
         const { store } = yield* openNode(dir)
         assert.strictEqual(store.file, dbFile(dir))
         assert.strictEqual(store.db.pragma("journal_mode", { simple: true }), "wal")
-        assert.strictEqual(store.db.pragma("synchronous", { simple: true }), 2) // FULL
+        assert.strictEqual(store.db.pragma("synchronous", { simple: true }), 1) // NORMAL: durability comes from Store.durable
         assert.strictEqual(store.db.pragma("busy_timeout", { simple: true }), 5000)
         assert.strictEqual(store.db.pragma("foreign_keys", { simple: true }), 1)
       }))

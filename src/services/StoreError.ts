@@ -1,0 +1,16 @@
+/**
+ * The Store's error, and the helpers its modules (Store.ts, StoreOpen.ts, StoreSchema.ts,
+ * Durability.ts) share to put a thrown value into words.
+ */
+import * as Data from "effect/Data"
+
+export class StoreError extends Data.TaggedError("StoreError")<{ readonly message: string }> {}
+
+/** The way out every refusal to open offers. */
+export const CHOOSE_ANOTHER = "choose another --data-dir"
+
+/** The `code` of a SqliteError (SQLITE_…) or a Node system error (ENOTDIR…). */
+export const errorCode = (e: unknown): string =>
+  typeof e === "object" && e !== null && "code" in e && typeof e.code === "string" ? e.code : ""
+
+export const errorMessage = (e: unknown): string => (e instanceof Error ? e.message : String(e))

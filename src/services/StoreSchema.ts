@@ -1,0 +1,93 @@
+/**
+ * The schema of `p2pchat.db`: its steps, the version this program writes, and the
+ * migration that brings a file up to it. Opening (StoreOpen.ts) runs `migrate` only once
+ * the file is known to be ours (or new).
+ */
+import type Database from "better-sqlite3"
+import { CHOOSE_ANOTHER, StoreError } from "./StoreError.ts"
+
+/** "p2pc": marks the file as ours, so a foreign SQLite file is never migrated. */
+export const APPLICATION_ID = 0x70327063
+
+/**
+ * Schema steps, in order; step i (1-based) brings `user_version` from i-1 to i. Each step
+ * runs in its own transaction, so a crash leaves the file at a whole version. Never edit a
+ * released step: append a new one.
+ */
+const migrations: ReadonlyArray<string> = [
+  // 1
+  `
+  CREATE TABLE messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    direction TEXT NOT NULL CHECK (direction IN ('sent', 'received')),
+    text TEXT NOT NULL,
+    at TEXT NOT NULL,
+    mode TEXT NOT NULL CHECK (mode IN ('plain', 'classic-3des', 'noise')),
+    state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'sent', 'received')),
+    UNIQUE (peer, direction, id)
+  );
+  CREATE INDEX messages_peer_seq ON messages (peer, seq);
+  -- pending messages are looked up each time a peer announces; keep that lookup
+  -- independent of the size of the whole history
+  CREATE INDEX messages_pending ON messages (peer, seq) WHERE direction = 'sent' AND state = 'pending';
+  CREATE TABLE pins (
+    username TEXT PRIMARY KEY,
+    public_key BLOB NOT NULL,
+    pinned_at TEXT NOT NULL
+  );
+  CREATE TABLE peers (
+    username TEXT PRIMARY KEY,
+    display TEXT NOT NULL,
+    address TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    proto TEXT NOT NULL,
+    id TEXT,
+    status TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    conflict TEXT
+  );
+  CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  );
+  `,
+  // 2: the key a pinned name last presented in a refused secure session, so that
+  // `trust USER` accepts the key the peer proved, not merely the one it announces
+  `
+  CREATE TABLE presented_keys (
+    username TEXT PRIMARY KEY,
+    public_key BLOB NOT NULL,
+    presented_at TEXT NOT NULL
+  );
+  `
+]
+
+/** The schema version this program writes; a file with a higher one is refused. */
+export const SCHEMA_VERSION = migrations.length
+
+/** The refusal of a file whose schema is newer than this program's. */
+export const newerSchema = (file: string, version: number): StoreError =>
+  new StoreError({
+    message: `database ${file} has schema version ${version}, newer than this p2pchat knows ` +
+      `(${SCHEMA_VERSION}); upgrade p2pchat or ${CHOOSE_ANOTHER}`
+  })
+
+/** Brings the file to SCHEMA_VERSION, one step (and one transaction) at a time. */
+export const migrate = (db: Database.Database, file: string): void => {
+  for (;;) {
+    const step = db.transaction((): boolean => {
+      // re-read inside the write lock: another process may have migrated meanwhile
+      const current = db.pragma("user_version", { simple: true }) as number
+      if (current > SCHEMA_VERSION) throw newerSchema(file, current)
+      if (current === SCHEMA_VERSION) return false
+      db.exec(migrations[current]!)
+      db.pragma(`application_id = ${APPLICATION_ID}`)
+      db.pragma(`user_version = ${current + 1}`)
+      return true
+    })
+    if (!step.immediate()) return
+  }
+}
