@@ -20,9 +20,10 @@ import * as Stream from "effect/Stream"
 import * as readline from "node:readline/promises"
 import { CLASSIC_WARNING } from "./domain/Classic.ts"
 import { usernameKey, usernameProblem } from "./domain/Presence.ts"
-import { type NodeConfig, type RawOptions, resolveConfig, UsageError } from "./services/Config.ts"
-import type { SendMode } from "./services/Initiator.ts"
-import { historyLine, peerLine, render } from "./ui/render.ts"
+import * as Config from "./services/Config.ts"
+import { type NodeConfig, type RawOptions, UsageError } from "./services/Config.ts"
+import { type Mode, modeOfWord } from "./domain/Mode.ts"
+import { historyLine, peerLine, render, statsLines } from "./ui/render.ts"
 
 /**
  * The modules behind the commands (layers, services, the console, SQLite), each loaded by
@@ -36,11 +37,12 @@ const modules = {
   crypto: load(() => import("./services/Crypto.ts")),
   events: load(() => import("./services/Events.ts")),
   history: load(() => import("./services/History.ts")),
-  initiator: load(() => import("./services/Initiator.ts")),
+  initiator: load(() => import("./chat/Initiator.ts")),
   registry: load(() => import("./services/PeerRegistry.ts")),
   snapshot: load(() => import("./services/PeerSnapshot.ts")),
+  stats: load(() => import("./chat/StatsSnapshot.ts")),
   store: load(() => import("./services/Store.ts")),
-  secureSession: load(() => import("./services/SecureSession.ts"))
+  trust: load(() => import("./trust/Trust.ts"))
 }
 
 const VERSION = "0.1.0"
@@ -97,10 +99,7 @@ interface Failure {
   readonly message: string
 }
 
-const resolve = (p: Parsed): Effect.Effect<NodeConfig, UsageError> => {
-  const config = resolveConfig(toRaw(p))
-  return config instanceof UsageError ? Effect.fail(config) : Effect.succeed(config)
-}
+const resolve = (p: Parsed): Effect.Effect<NodeConfig, UsageError> => Config.make(toRaw(p))
 
 /** The original asked for the username; so do we, when none was given. */
 const withName = (config: NodeConfig): Effect.Effect<NodeConfig, UsageError> => {
@@ -167,6 +166,19 @@ const peers = Command.make("peers", options, (p) =>
     for (const peer of list) yield* printLine(peerLine(peerView(peer)))
   })).pipe(Command.withDescription("the peers known now, with status"))
 
+const statsCommand = Command.make("stats", options, (p) =>
+  Effect.gen(function*() {
+    const config = yield* resolve(p)
+    const { storeOf } = yield* modules.roles
+    const { Store } = yield* modules.store
+    const { readStats } = yield* modules.stats
+    const view = yield* Effect.gen(function*() {
+      return yield* readStats(yield* Store, Date.now())
+    }).pipe(Effect.provide(storeOf(config)))
+    if (config.json) return yield* printLine(JSON.stringify(view))
+    for (const line of statsLines(view)) yield* printLine(line)
+  })).pipe(Command.withDescription("what the node running on this data dir has counted"))
+
 const whoami = Command.make("whoami", options, (p) =>
   Effect.gen(function*() {
     const config = yield* resolve(p)
@@ -230,7 +242,7 @@ const send = Command.make("send", {
     const config = yield* resolve(p).pipe(Effect.flatMap(withName))
     const chosen = (["secure", "plain", "classic"] as const).filter((m) => p[m])
     if (chosen.length > 1) return yield* new UsageError({ message: "choose one of --secure, --plain, --classic" })
-    const mode: SendMode | undefined = chosen[0]
+    const mode: Mode | undefined = chosen[0] === undefined ? undefined : modeOfWord(chosen[0])
     const { clientRole } = yield* modules.roles
     const { Initiator } = yield* modules.initiator
     const result = yield* Effect.gen(function*() {
@@ -250,10 +262,10 @@ const historyCommand = Command.make("history", {
     const config = yield* resolve(p)
     const user = Option.getOrUndefined(p.user)
     const { storeOf } = yield* modules.roles
-    const { History, historyLayer } = yield* modules.history
+    const History = yield* modules.history
     const entries = yield* Effect.gen(function*() {
-      return yield* (yield* History).conversation(user === undefined ? undefined : usernameKey(user))
-    }).pipe(Effect.provide(historyLayer.pipe(Layer.provide(storeOf(config)))))
+      return yield* (yield* History.History).conversation(user === undefined ? undefined : usernameKey(user))
+    }).pipe(Effect.provide(History.layer.pipe(Layer.provide(storeOf(config)))))
     if (config.json) return yield* printLine(JSON.stringify(entries))
     if (entries.length === 0) return yield* printLine("no messages")
     for (const h of entries) yield* printLine(historyLine(h))
@@ -267,9 +279,11 @@ const trust = Command.make("trust", {
     const config = yield* resolve(p)
     const { clientRole } = yield* modules.roles
     const { Initiator } = yield* modules.initiator
-    const { trustPeer } = yield* modules.secureSession
+    const { Trust } = yield* modules.trust
+    const { PeerRegistry } = yield* modules.registry
     yield* Effect.gen(function*() {
-      const trusted = yield* trustPeer(p.user)
+      const peer = yield* (yield* PeerRegistry).lookup(p.user)
+      const trusted = yield* (yield* Trust).trustPeer(p.user, Option.isSome(peer) ? peer.value.id : undefined)
       yield* printLine(`trusted ${p.user}'s key: ${trusted}`)
       const sent = yield* (yield* Initiator).retryPending(p.user)
       if (sent > 0) yield* printLine(`${sent} waiting message(s) delivered`)
@@ -278,7 +292,7 @@ const trust = Command.make("trust", {
 
 const root = Command.make("p2pchat", options, runNode).pipe(
   Command.withDescription("serverless chat for your LAN"),
-  Command.withSubcommands([start, announce, discover, respond, chat, peers, send, historyCommand, whoami, trust])
+  Command.withSubcommands([start, announce, discover, respond, chat, peers, statsCommand, send, historyCommand, whoami, trust])
 )
 
 const errorMessage = (e: unknown): string =>

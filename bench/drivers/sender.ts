@@ -14,7 +14,8 @@ import { Duration, Effect, Option } from "effect"
 import { parseArgs } from "node:util"
 import { nodeRole } from "../../src/layers/Node.ts"
 import { testConfig } from "../../src/services/Config.ts"
-import { Initiator, type SendMode } from "../../src/services/Initiator.ts"
+import { Initiator } from "../../src/chat/Initiator.ts"
+import { modeOfWord } from "../../src/domain/Mode.ts"
 import { PeerRegistry } from "../../src/services/PeerRegistry.ts"
 
 const { values: opt } = parseArgs({
@@ -34,7 +35,7 @@ const { values: opt } = parseArgs({
 
 /** The same 1 KiB text as bench/lib/frames.mjs KIB_TEXT. */
 const KIB_TEXT = "p2pchat benchmark message ".repeat(40).slice(0, 1024)
-const mode = opt.mode as SendMode
+const mode = modeOfWord(opt.mode as "secure" | "plain" | "classic")
 
 const percentile = (xs: Array<number>, p: number) => {
   const s = [...xs].sort((a, b) => a - b)

@@ -17,10 +17,10 @@ import { parseArgs } from "node:util"
 import { nodeRole } from "../../src/layers/Node.ts"
 import { parseDuration, testConfig } from "../../src/services/Config.ts"
 import { Discovery } from "../../src/services/Discovery.ts"
-import { Initiator } from "../../src/services/Initiator.ts"
+import { Initiator } from "../../src/chat/Initiator.ts"
 import { PeerRegistry } from "../../src/services/PeerRegistry.ts"
 import { PresenceSocket } from "../../src/services/PresenceSocket.ts"
-import { Responder } from "../../src/services/Responder.ts"
+import { Responder } from "../../src/chat/Responder.ts"
 
 const { values: opt } = parseArgs({
   options: {
@@ -112,7 +112,7 @@ const main = Effect.gen(function*() {
       const wait = t0 + i * interval - performance.now()
       if (wait > 0) yield* Effect.sleep(wait)
       sent++
-      yield* initiator.send(opt.peer!, `${TEXT} #${i}`, "secure").pipe(
+      yield* initiator.send(opt.peer!, `${TEXT} #${i}`, "noise").pipe(
         Effect.match({
           onSuccess: () => void delivered++,
           onFailure: (e) => {

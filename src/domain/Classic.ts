@@ -18,6 +18,7 @@
  *
  * Pure functions over node:crypto; no I/O.
  */
+import { encodeFrame } from "./Framing.ts"
 import { createCipheriv, createDecipheriv, randomInt } from "node:crypto"
 
 /** Shown to the user whenever the classic cipher is in use. */
@@ -126,4 +127,63 @@ export const classicDecrypt = (key24: Uint8Array, b64: string): ClassicDecryptRe
   } catch {
     return fail("plaintext is not valid UTF-8 (wrong key?)")
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Frame sizes: what fits one classic read, and one p2pchat frame
+
+/** A classic responder reads each frame with one 1024-byte read. */
+export const CLASSIC_FRAME_LIMIT = 1024
+
+const frameBytes = (frame: object): number => Buffer.byteLength(encodeFrame(frame), "utf8")
+const PLAIN_OVERHEAD = frameBytes({ unencrypted_message: "" })
+const ENCRYPTED_OVERHEAD = frameBytes({ encrypted_message: "" })
+const base64Length = (bytes: number): number => 4 * Math.ceil(bytes / 3)
+
+/** Bytes on the wire of the frame carrying `textBytes` bytes of UTF-8 text to a classic peer. */
+export const classicFrameBytes = (textBytes: number, encrypted: boolean): number =>
+  encrypted
+    ? ENCRYPTED_OVERHEAD + base64Length(8 * (Math.floor(textBytes / 8) + 1)) // 3DES + PKCS#5: 1..8 bytes of padding
+    : PLAIN_OVERHEAD + base64Length(textBytes)
+
+/** The most UTF-8 bytes of text one classic frame can carry within CLASSIC_FRAME_LIMIT. */
+export const classicPartBytes = (encrypted: boolean): number => {
+  let n = CLASSIC_FRAME_LIMIT
+  while (classicFrameBytes(n, encrypted) > CLASSIC_FRAME_LIMIT) n--
+  return n
+}
+
+/**
+ * Cuts a text into the fewest parts, in order, whose frames each fit one classic read;
+ * cuts fall between characters (code points), never inside a UTF-8 sequence.
+ */
+export const splitForClassic = (text: string, encrypted: boolean): ReadonlyArray<string> => {
+  const max = classicPartBytes(encrypted)
+  if (Buffer.byteLength(text, "utf8") <= max) return [text]
+  const parts: Array<string> = []
+  let current = ""
+  let bytes = 0
+  for (const ch of text) {
+    const n = Buffer.byteLength(ch, "utf8")
+    if (bytes + n > max) {
+      parts.push(current)
+      current = ""
+      bytes = 0
+    }
+    current += ch
+    bytes += n
+  }
+  parts.push(current)
+  return parts
+}
+
+/**
+ * Bytes between the braces of the frame that carries `text` to a p2pchat peer: what its
+ * splitter holds against MAX_FRAME_BYTES.
+ */
+export const p2pFrameBytes = (text: string, encrypted: boolean, id: string, from: string | undefined): number => {
+  const n = Buffer.byteLength(text, "utf8")
+  const body = encrypted ? "A".repeat(base64Length(8 * (Math.floor(n / 8) + 1))) : "A".repeat(base64Length(n))
+  const frame = { [encrypted ? "encrypted_message" : "unencrypted_message"]: body, id, ...(from !== undefined ? { from } : {}) }
+  return Buffer.byteLength(JSON.stringify(frame), "utf8")
 }

@@ -6,18 +6,27 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as References from "effect/References"
-import { announcerLayer } from "../services/Announcer.ts"
-import { Config, configLayer, type LogLevel, type NodeConfig } from "../services/Config.ts"
-import { cryptoLayer } from "../services/Crypto.ts"
-import { discoveryLayer } from "../services/Discovery.ts"
-import { eventsLayer } from "../services/Events.ts"
-import { historyLayer } from "../services/History.ts"
-import { initiatorLayer } from "../services/Initiator.ts"
-import { peerRegistryLayer, registryEventsLayer } from "../services/PeerRegistry.ts"
-import { peerSnapshotLayer, snapshotRegistryLayer } from "../services/PeerSnapshot.ts"
-import { presenceSocketLayer } from "../services/PresenceSocket.ts"
-import { Responder, responderLayer } from "../services/Responder.ts"
-import { type Store, type StoreError, storeLayer } from "../services/Store.ts"
+import * as Initiator from "../chat/Initiator.ts"
+import * as Inbox from "../chat/Inbox.ts"
+import * as Links from "../chat/Links.ts"
+import * as Outbox from "../chat/Outbox.ts"
+import * as Responder from "../chat/Responder.ts"
+import * as Stats from "../chat/Stats.ts"
+import * as StatsSnapshot from "../chat/StatsSnapshot.ts"
+import * as Announcer from "../services/Announcer.ts"
+import * as Config from "../services/Config.ts"
+import type { LogLevel, NodeConfig } from "../services/Config.ts"
+import * as Crypto from "../services/Crypto.ts"
+import * as Discovery from "../services/Discovery.ts"
+import * as Events from "../services/Events.ts"
+import * as History from "../services/History.ts"
+import * as PeerRegistry from "../services/PeerRegistry.ts"
+import * as PeerSnapshot from "../services/PeerSnapshot.ts"
+import * as PresenceSocket from "../services/PresenceSocket.ts"
+import * as Store from "../services/Store.ts"
+import * as NodeTransport from "../transport/NodeTransport.ts"
+import type { Transport } from "../transport/Transport.ts"
+import * as Trust from "../trust/Trust.ts"
 
 const EFFECT_LEVEL: Record<LogLevel, "Debug" | "Info" | "Warn" | "Error" | "None"> = {
   debug: "Debug",
@@ -41,56 +50,70 @@ export const loggingLayer = (level: LogLevel) =>
 
 /** Config, logging and the event hub: what every role has. */
 export const baseLayer = (config: NodeConfig) =>
-  Layer.mergeAll(configLayer(config), eventsLayer, loggingLayer(config.logLevel))
+  Layer.mergeAll(Config.layer(config), Events.layer, loggingLayer(config.logLevel))
 
 /** The database of the configured data dir. */
-export const storeOf = (config: NodeConfig): Layer.Layer<Store, StoreError> =>
-  storeLayer(config.dataDir)
+export const storeOf = (config: NodeConfig): Layer.Layer<Store.Store, Store.StoreError> => Store.layer(config.dataDir)
 
 /** `p2pchat announce`: the announcer alone. */
 export const announceRole = (config: NodeConfig) =>
-  announcerLayer.pipe(
-    Layer.provideMerge(presenceSocketLayer),
-    Layer.provideMerge(cryptoLayer),
+  Announcer.layer.pipe(
+    Layer.provideMerge(PresenceSocket.layer),
+    Layer.provideMerge(Crypto.layer),
     Layer.provideMerge(baseLayer(config))
   )
 
-/** Keys, the database and history: what every role that chats or remembers needs. */
+/** Keys, the database, history and trust: what every role that chats or remembers needs. */
 const storage = (config: NodeConfig) =>
-  Layer.mergeAll(cryptoLayer, historyLayer).pipe(
+  Layer.mergeAll(Crypto.layer, Trust.layer).pipe(
+    Layer.provideMerge(History.layer),
     Layer.provideMerge(storeOf(config)),
     Layer.provideMerge(baseLayer(config))
   )
 
 /** The presence socket and the live registry, over storage. */
 const listening = (config: NodeConfig) =>
-  peerRegistryLayer.pipe(
-    Layer.provideMerge(presenceSocketLayer),
+  PeerRegistry.layer.pipe(
+    Layer.provideMerge(PresenceSocket.layer),
     Layer.provideMerge(storage(config))
   )
 
 /** Discovery feeding the registry, its snapshot for other processes, and its events. */
-const discovering = Layer.mergeAll(discoveryLayer, peerSnapshotLayer, registryEventsLayer)
+const discovering = Layer.mergeAll(Discovery.layer, PeerSnapshot.layer, PeerRegistry.eventsLayer)
 
 /** `p2pchat discover`: discovery, the registry and its snapshot, shown through Events. */
 export const discoverRole = (config: NodeConfig) => discovering.pipe(Layer.provideMerge(listening(config)))
 
+/** The sending side: the Initiator over the Outbox over the Links. */
+export const sending = Initiator.layer.pipe(Layer.provideMerge(Outbox.layer), Layer.provideMerge(Links.layer))
+
+/** The receiving side: the Responder and the Inbox its sessions deliver to. */
+export const receiving = Responder.layer.pipe(Layer.provideMerge(Inbox.layer))
+
+/**
+ * A chat side with the stats, the transport and trust it needs, over storage, a registry and
+ * the base that the caller provides: for stacks built by hand (tests, the fuzzer).
+ */
+export const chatSide = <A, E, R>(side: Layer.Layer<A, E, R>, transport: Layer.Layer<Transport> = NodeTransport.layer) =>
+  side.pipe(Layer.provideMerge(Layer.mergeAll(Stats.layer, transport, Trust.layer)))
+
 /** The announcer of a whole node: it announces the TCP port the responder bound (the OS's choice for port 0). */
 const announcerOfResponder = Layer.unwrap(Effect.gen(function*() {
-  const config = yield* Config
-  const { port } = yield* Responder
-  return announcerLayer.pipe(Layer.provide(configLayer({ ...config, tcpPort: port })))
+  const config = yield* Config.Config
+  const { port } = yield* Responder.Responder
+  return Announcer.layer.pipe(Layer.provide(Config.layer({ ...config, tcpPort: port })))
 }))
 
 /**
  * `p2pchat [start]`: the whole node: presence both ways, responder and initiator. The
  * responder listens before the first announcement goes out, so a peer that hears it (and
  * retries its pending messages at once) finds it listening; and the last announcement, the
- * bye, goes out while it still listens.
+ * bye, goes out while it still listens. Its counters are saved in the data dir for `p2pchat stats`.
  */
-export const nodeRole = (config: NodeConfig) =>
-  Layer.mergeAll(announcerOfResponder, initiatorLayer).pipe(
-    Layer.provideMerge(responderLayer),
+export const nodeRole = (config: NodeConfig, transport: Layer.Layer<Transport> = NodeTransport.layer) =>
+  Layer.mergeAll(announcerOfResponder, sending, StatsSnapshot.layer).pipe(
+    Layer.provideMerge(receiving),
+    Layer.provideMerge(Layer.mergeAll(Stats.layer, transport)),
     Layer.provideMerge(discovering),
     Layer.provideMerge(listening(config))
   )
@@ -98,17 +121,21 @@ export const nodeRole = (config: NodeConfig) =>
 /**
  * `p2pchat respond`: the responder alone (ChatResponder.py), with discovery listening so
  * that classic senders, which send no name, are named from the registry. It does not
- * announce, and it does not write the peer snapshot (a `discover` beside it may).
+ * announce, and it does not write the peer snapshot (a `discover` beside it may); it saves
+ * its counters for `p2pchat stats`.
  */
 export const respondRole = (config: NodeConfig) =>
-  Layer.mergeAll(responderLayer, discoveryLayer).pipe(Layer.provideMerge(listening(config)))
+  Layer.mergeAll(receiving, Discovery.layer, StatsSnapshot.layer).pipe(
+    Layer.provideMerge(Layer.mergeAll(Stats.layer, NodeTransport.layer)),
+    Layer.provideMerge(listening(config))
+  )
 
 /**
  * `p2pchat send` and `p2pchat chat`, run beside a node that owns the ports: the initiator
  * with the data dir's history and the peers that node saved (read-only). Opens no port.
  */
 export const clientRole = (config: NodeConfig) =>
-  initiatorLayer.pipe(
-    Layer.provideMerge(snapshotRegistryLayer),
+  sending.pipe(
+    Layer.provideMerge(Layer.mergeAll(Stats.layer, NodeTransport.layer, PeerSnapshot.registryLayer)),
     Layer.provideMerge(storage(config))
   )

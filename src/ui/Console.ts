@@ -18,10 +18,11 @@ import { Config } from "../services/Config.ts"
 import { Crypto, idToKey } from "../services/Crypto.ts"
 import { Events } from "../services/Events.ts"
 import { History } from "../services/History.ts"
-import { Initiator, type SendMode } from "../services/Initiator.ts"
+import { Initiator } from "../chat/Initiator.ts"
+import { type Mode, MODE_WORD } from "../domain/Mode.ts"
 import { PeerRegistry } from "../services/PeerRegistry.ts"
 import { peerView } from "../services/PeerSnapshot.ts"
-import { trustPeer } from "../services/SecureSession.ts"
+import { Trust } from "../trust/Trust.ts"
 import { historyLine, peerLine, render } from "./render.ts"
 
 /** How the console ended: the user quit, or its input ended. */
@@ -87,159 +88,185 @@ const makeLineIO = (interactive: boolean): Effect.Effect<LineIO, never, Scope.Sc
     }
   })
 
+/** What the commands work with: the node's services and the console's line I/O. */
+interface Ctx {
+  readonly config: Config["Service"]
+  readonly registry: PeerRegistry["Service"]
+  readonly history: History["Service"]
+  readonly initiator: Initiator["Service"]
+  readonly trust: Trust["Service"]
+  readonly identity: Crypto["Service"]["identity"]
+  readonly announcer: Option.Option<Announcer["Service"]>
+  readonly io: LineIO
+  readonly say: (text: string) => Effect.Effect<void>
+}
+
+const send = (ctx: Ctx, user: string, text: string, mode: Mode | undefined) =>
+  ctx.initiator.send(user, text, mode).pipe(
+    Effect.flatMap((r) =>
+      r.state === "sent" ? ctx.say(`  sent to ${r.peer} (classic peers do not confirm delivery)`) : Effect.void
+    ),
+    Effect.catch((e) => ctx.say(`! not delivered: ${e.message}`))
+  )
+
+const askLine = (ctx: Ctx, prompt: string) => Effect.map(ctx.io.ask(prompt), Option.map((s) => s.trim()))
+
+/** Asks until the answer is secure (the default) or unsecure; none when input ends. */
+const askSecure = (ctx: Ctx): Effect.Effect<Option.Option<boolean>> =>
+  Effect.gen(function*() {
+    for (;;) {
+      const answer = yield* askLine(ctx, "secure or unsecure? ")
+      if (Option.isNone(answer)) return Option.none()
+      const a = answer.value.toLowerCase()
+      if (a === "secure" || a === "") return Option.some(true)
+      if (a === "unsecure") return Option.some(false)
+      yield* ctx.say("please answer secure or unsecure")
+    }
+  })
+
+/** The original's chat: asks for the user and the mode, then sends each line until an empty one. */
+const chat = (ctx: Ctx, userArg: string | undefined) =>
+  Effect.gen(function*() {
+    const user = userArg ?? Option.getOrUndefined(yield* askLine(ctx, "Enter the username: "))
+    if (user === undefined || user === "") return
+    const peer = yield* ctx.registry.lookup(user)
+    if (Option.isNone(peer)) return yield* ctx.say(`! no user '${user}' is online; 'users' lists who is`)
+    const secure = yield* askSecure(ctx)
+    if (Option.isNone(secure)) return
+    const classicPeer = peer.value.proto === "classic"
+    const mode: Mode = !secure.value ? "plain" : classicPeer ? "classic-3des" : "noise"
+    if (mode === "classic-3des") yield* ctx.say(`! ${CLASSIC_WARNING}`)
+    if (mode === "plain") yield* ctx.say("! unsecure: the messages cross the LAN unencrypted")
+    yield* ctx.say(`chatting with ${peer.value.username} (${MODE_WORD[mode]}); an empty line ends the chat`)
+    for (;;) {
+      const text = yield* ctx.io.ask(`${peer.value.username}> `)
+      if (Option.isNone(text) || text.value.trim() === "") break
+      yield* send(ctx, peer.value.username, text.value, mode)
+    }
+    yield* ctx.initiator.close(peer.value.username)
+  })
+
+const showUsers = (ctx: Ctx) =>
+  Effect.gen(function*() {
+    const list = yield* ctx.registry.list
+    if (ctx.config.json) yield* ctx.say(JSON.stringify(list.map(peerView)))
+    else if (list.length === 0) yield* ctx.say("nobody else is here yet")
+    else yield* Effect.forEach(list, (p) => ctx.say(peerLine(peerView(p))), { discard: true })
+  })
+
+const showHistory = (ctx: Ctx, user: string | undefined) =>
+  ctx.history.conversation(user === undefined ? undefined : usernameKey(user)).pipe(
+    Effect.flatMap((entries) =>
+      ctx.config.json
+        ? ctx.say(JSON.stringify(entries))
+        : entries.length === 0
+        ? ctx.say(user === undefined ? "no messages yet" : `no messages with ${user} yet`)
+        : Effect.forEach(entries, (h) => ctx.say(historyLine(h)), { discard: true })
+    ),
+    Effect.catch((e) => ctx.say(`! ${e.message}`))
+  )
+
+/** Both fingerprints, and any other key the peer announced or presented, to compare aloud. */
+const verify = (ctx: Ctx, user: string) =>
+  Effect.gen(function*() {
+    const { history, say } = ctx
+    yield* say(`your fingerprint:     ${ctx.identity.fingerprint}`)
+    const pin = yield* history.getPin(usernameKey(user)).pipe(Effect.orElseSucceed(() => Option.none<Uint8Array>()))
+    const peer = yield* ctx.registry.lookup(user)
+    if (Option.isSome(pin)) yield* say(`${user}'s pinned key:  ${fingerprint(pin.value)}`)
+    const announced = Option.isSome(peer) ? peer.value.id : undefined
+    if (announced !== undefined && (Option.isNone(pin) || fingerprint(pin.value) !== fingerprint(idToKey(announced)))) {
+      yield* say(`${user} announces:     ${fingerprint(idToKey(announced))}${Option.isSome(pin) ? "  (DIFFERENT from the pinned key)" : ""}`)
+    }
+    const presented = yield* history.presentedKey(usernameKey(user)).pipe(Effect.orElseSucceed(() => Option.none<Uint8Array>()))
+    if (Option.isSome(presented)) {
+      yield* say(`${user} presented:    ${fingerprint(presented.value)}  (in a refused session; \`trust ${user}\` accepts it)`)
+    }
+    if (Option.isNone(pin) && announced === undefined) yield* say(`no key known for ${user} yet (no secure session, no announced id)`)
+  })
+
+const trust = (ctx: Ctx, user: string) =>
+  Effect.gen(function*() {
+    const peer = yield* ctx.registry.lookup(user)
+    const trusted = yield* ctx.trust.trustPeer(user, Option.isSome(peer) ? peer.value.id : undefined)
+    yield* ctx.say(`trusted ${user}'s key ${trusted}`)
+    // Messages that waited for this decision go now.
+    yield* Effect.forkScoped(ctx.initiator.retryPending(user))
+  }).pipe(Effect.catch((e) => ctx.say(`! ${e.message}`)))
+
+const setAway = (ctx: Ctx, away: boolean) =>
+  Option.isSome(ctx.announcer)
+    ? ctx.announcer.value.setAway(away).pipe(Effect.andThen(ctx.say(away ? "you are away" : "you are back")))
+    : ctx.say("! away/back need a running announcer (p2pchat start)")
+
+const whoami = (ctx: Ctx) => {
+  const { config } = ctx
+  return ctx.say(
+    `${config.name ?? "(no name)"}  fingerprint ${ctx.identity.fingerprint}  UDP ${config.udpPort} TCP ${config.tcpPort}  data ${config.dataDir}`
+  )
+}
+
+/** Runs one command line; says how the console ends, if it does. */
+const dispatch = (ctx: Ctx, line: string): Effect.Effect<ConsoleEnd | undefined, never, Scope.Scope> => {
+  const [word = "", ...rest] = line.trim().split(/\s+/)
+  const arg = rest[0]
+  const run = (command: Effect.Effect<void, never, Scope.Scope>) => Effect.as(command, undefined)
+  switch (word.toLowerCase()) {
+    case "":
+      return Effect.succeed(undefined)
+    case "users":
+      return run(showUsers(ctx))
+    case "chat":
+      return run(chat(ctx, arg))
+    case "msg": {
+      const text = line.trim().replace(/^\S+\s+\S+\s?/, "")
+      return run(arg === undefined || text === "" ? ctx.say("usage: msg USER TEXT") : send(ctx, arg, text, undefined))
+    }
+    case "history":
+      return run(showHistory(ctx, arg))
+    case "away":
+    case "back":
+      return run(setAway(ctx, word.toLowerCase() === "away"))
+    case "whoami":
+      return run(whoami(ctx))
+    case "verify":
+      return run(arg === undefined ? ctx.say("usage: verify USER") : verify(ctx, arg))
+    case "trust":
+      return run(arg === undefined ? ctx.say("usage: trust USER") : trust(ctx, arg))
+    case "help":
+      return run(ctx.say(HELP))
+    case "quit":
+    case "exit":
+      return Effect.succeed("quit")
+    default:
+      return run(ctx.say(`unknown command '${word}'; 'help' lists them`))
+  }
+}
+
 export const runConsole = Effect.gen(function*() {
   const config = yield* Config
   const events = yield* Events
-  const registry = yield* PeerRegistry
-  const history = yield* History
-  const initiator = yield* Initiator
-  const { identity } = yield* Crypto
-  const announcer = yield* Effect.serviceOption(Announcer)
+  const services = {
+    config,
+    registry: yield* PeerRegistry,
+    history: yield* History,
+    initiator: yield* Initiator,
+    trust: yield* Trust,
+    identity: (yield* Crypto).identity,
+    announcer: yield* Effect.serviceOption(Announcer)
+  }
   const interactive = process.stdin.isTTY === true && process.stdout.isTTY === true
   const io = yield* makeLineIO(interactive)
-  const say = io.print
+  const ctx: Ctx = { ...services, io, say: io.print }
 
   const incoming = yield* events.subscribe
-  yield* Effect.forkScoped(Stream.runForEach(incoming, (e) => say(render(config.json)(e))))
+  yield* Effect.forkScoped(Stream.runForEach(incoming, (e) => ctx.say(render(config.json)(e))))
 
-  const send = (user: string, text: string, mode: SendMode | undefined) =>
-    initiator.send(user, text, mode).pipe(
-      Effect.flatMap((r) =>
-        r.state === "sent" ? say(`  sent to ${r.peer} (classic peers do not confirm delivery)`) : Effect.void
-      ),
-      Effect.catch((e) => say(`! not delivered: ${e.message}`))
-    )
-
-  const askLine = (prompt: string) => Effect.map(io.ask(prompt), Option.map((s) => s.trim()))
-
-  const chat = (userArg: string | undefined) =>
-    Effect.gen(function*() {
-      const user = userArg ?? Option.getOrUndefined(yield* askLine("Enter the username: "))
-      if (user === undefined || user === "") return
-      const peer = yield* registry.lookup(user)
-      if (Option.isNone(peer)) return yield* say(`! no user '${user}' is online; 'users' lists who is`)
-      let secure: boolean | undefined
-      while (secure === undefined) {
-        const answer = yield* askLine("secure or unsecure? ")
-        if (Option.isNone(answer)) return
-        const a = answer.value.toLowerCase()
-        if (a === "secure" || a === "") secure = true
-        else if (a === "unsecure") secure = false
-        else yield* say("please answer secure or unsecure")
-      }
-      const classicPeer = peer.value.proto === "classic"
-      const mode: SendMode = !secure ? "plain" : classicPeer ? "classic" : "secure"
-      if (mode === "classic") yield* say(`! ${CLASSIC_WARNING}`)
-      if (mode === "plain") yield* say("! unsecure: the messages cross the LAN unencrypted")
-      yield* say(`chatting with ${peer.value.username} (${mode}); an empty line ends the chat`)
-      for (;;) {
-        const text = yield* io.ask(`${peer.value.username}> `)
-        if (Option.isNone(text) || text.value.trim() === "") break
-        yield* send(peer.value.username, text.value, mode)
-      }
-      yield* initiator.close(peer.value.username)
-    })
-
-  const showHistory = (user: string | undefined) =>
-    history.conversation(user === undefined ? undefined : usernameKey(user)).pipe(
-      Effect.flatMap((entries) =>
-        config.json
-          ? say(JSON.stringify(entries))
-          : entries.length === 0
-          ? say(user === undefined ? "no messages yet" : `no messages with ${user} yet`)
-          : Effect.forEach(entries, (h) => say(historyLine(h)), { discard: true })
-      ),
-      Effect.catch((e) => say(`! ${e.message}`))
-    )
-
-  const verify = (user: string) =>
-    Effect.gen(function*() {
-      yield* say(`your fingerprint:     ${identity.fingerprint}`)
-      const pin = yield* history.getPin(usernameKey(user)).pipe(Effect.orElseSucceed(() => Option.none<Uint8Array>()))
-      const peer = yield* registry.lookup(user)
-      if (Option.isSome(pin)) yield* say(`${user}'s pinned key:  ${fingerprint(pin.value)}`)
-      const announced = Option.isSome(peer) ? peer.value.id : undefined
-      if (announced !== undefined && (Option.isNone(pin) || fingerprint(pin.value) !== fingerprint(idToKey(announced)))) {
-        yield* say(`${user} announces:     ${fingerprint(idToKey(announced))}${Option.isSome(pin) ? "  (DIFFERENT from the pinned key)" : ""}`)
-      }
-      const presented = yield* history.presentedKey(usernameKey(user)).pipe(Effect.orElseSucceed(() => Option.none<Uint8Array>()))
-      if (Option.isSome(presented)) {
-        yield* say(`${user} presented:    ${fingerprint(presented.value)}  (in a refused session; \`trust ${user}\` accepts it)`)
-      }
-      if (Option.isNone(pin) && announced === undefined) yield* say(`no key known for ${user} yet (no secure session, no announced id)`)
-    })
-
-  const trust = (user: string) =>
-    Effect.gen(function*() {
-      const trusted = yield* trustPeer(user).pipe(Effect.provideService(PeerRegistry, registry), Effect.provideService(History, history))
-      yield* say(`trusted ${user}'s key ${trusted}`)
-      // Messages that waited for this decision go now.
-      yield* Effect.forkScoped(initiator.retryPending(user))
-    }).pipe(Effect.catch((e) => say(`! ${e.message}`)))
-
-  const setAway = (away: boolean) =>
-    Option.isSome(announcer)
-      ? announcer.value.setAway(away).pipe(Effect.andThen(say(away ? "you are away" : "you are back")))
-      : say("! away/back need a running announcer (p2pchat start)")
-
-  const dispatch = (line: string): Effect.Effect<ConsoleEnd | undefined, never, never> =>
-    Effect.gen(function*() {
-      const [word = "", ...rest] = line.trim().split(/\s+/)
-      const arg = rest[0]
-      switch (word.toLowerCase()) {
-        case "":
-          return undefined
-        case "users": {
-          const list = yield* registry.list
-          if (config.json) yield* say(JSON.stringify(list.map(peerView)))
-          else if (list.length === 0) yield* say("nobody else is here yet")
-          else yield* Effect.forEach(list, (p) => say(peerLine(peerView(p))), { discard: true })
-          return undefined
-        }
-        case "chat":
-          yield* chat(arg)
-          return undefined
-        case "msg": {
-          const text = line.trim().replace(/^\S+\s+\S+\s?/, "")
-          if (arg === undefined || text === "") yield* say("usage: msg USER TEXT")
-          else yield* send(arg, text, undefined)
-          return undefined
-        }
-        case "history":
-          yield* showHistory(arg)
-          return undefined
-        case "away":
-        case "back":
-          yield* setAway(word.toLowerCase() === "away")
-          return undefined
-        case "whoami":
-          yield* say(`${config.name ?? "(no name)"}  fingerprint ${identity.fingerprint}  UDP ${config.udpPort} TCP ${config.tcpPort}  data ${config.dataDir}`)
-          return undefined
-        case "verify":
-          if (arg === undefined) yield* say("usage: verify USER")
-          else yield* verify(arg)
-          return undefined
-        case "trust":
-          if (arg === undefined) yield* say("usage: trust USER")
-          else yield* trust(arg)
-          return undefined
-        case "help":
-          yield* say(HELP)
-          return undefined
-        case "quit":
-        case "exit":
-          return "quit" as const
-        default:
-          yield* say(`unknown command '${word}'; 'help' lists them`)
-          return undefined
-      }
-    }) as Effect.Effect<ConsoleEnd | undefined>
-
-  if (interactive) yield* say(`p2pchat: you are ${config.name ?? "(no name)"}. Type 'help' for commands.`)
+  if (interactive) yield* ctx.say(`p2pchat: you are ${config.name ?? "(no name)"}. Type 'help' for commands.`)
   for (;;) {
     const line = yield* io.ask("> ")
     if (Option.isNone(line)) return "eof" as ConsoleEnd
-    const end = yield* dispatch(line.value)
+    const end = yield* dispatch(ctx, line.value)
     if (end !== undefined) return end
   }
 })

@@ -2,6 +2,7 @@
  * Renders what the node shows: each UI event as one human line, or as one JSON line
  * with `--json` (CLI.md "JSON shapes").
  */
+import type { StatsView } from "../chat/StatsSnapshot.ts"
 import type { UiEvent } from "../services/Events.ts"
 import type { HistoryEntry } from "../services/History.ts"
 import type { PeerView } from "../services/PeerSnapshot.ts"
@@ -55,3 +56,27 @@ export const historyLine = (h: HistoryEntry): string => {
 export const peerLine = (p: PeerView): string =>
   `${clean(p.username).padEnd(20)} ${p.status.padEnd(7)} ${`${p.address}:${p.port}`.padEnd(22)} ${p.proto}` +
   (p.conflict !== undefined ? "  (name conflict!)" : "")
+
+/** A count and its breakdown: `3 (NotJson 2, BadFrame 1)`, or `0`. */
+const withBreakdown = (total: number, parts: Readonly<Record<string, number>>): string => {
+  const shown = Object.entries(parts).filter(([, n]) => n > 0).map(([k, n]) => `${clean(k)} ${n}`)
+  return shown.length === 0 ? String(total) : `${total} (${shown.join(", ")})`
+}
+
+/** `p2pchat stats` as a short table, one group of counters a line. */
+export const statsLines = (s: StatsView): ReadonlyArray<string> => {
+  const when = `${s.updatedAt.replace("T", " ").slice(0, 19)} UTC`
+  const l = s.limits
+  return [
+    s.running ? `running (pid ${s.pid}); numbers from ${when}` : `not running; last numbers from ${when} (pid ${s.pid})`,
+    `connections  accepted ${s.accepted}, open ${s.active}, peak ${s.peakActive}`,
+    `sessions     secure in ${s.sessionsIn}, secure out ${s.sessionsOut}`,
+    `messages     received ${s.received}, duplicates ${s.duplicates}, delivered ${s.delivered}, ` +
+    `sent to classic peers ${s.sent}`,
+    `failures     send ${s.sendFailures}, storage ${s.storageFailures}`,
+    `pending      ${s.pending}`,
+    `rejections   ${withBreakdown(s.rejected, s.rejectedByReason)}`,
+    `limits       refused at cap ${l.refusedAtCap}, evicted at cap ${l.evictedAtCap}, ` +
+    `first-frame timeout ${l.firstFrameTimeout}, idle timeout ${l.idleTimeout}, frame too large ${l.frameTooLarge}`
+  ]
+}

@@ -9,15 +9,16 @@ import { Context, Effect, Exit, Layer, Logger, References, Scope } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { storeOf } from "../../src/layers/Node.ts"
-import { configLayer, type NodeConfig, testConfig } from "../../src/services/Config.ts"
-import { Crypto, cryptoLayer } from "../../src/services/Crypto.ts"
-import { Discovery, discoveryLayer, type DiscoveryStats } from "../../src/services/Discovery.ts"
-import { eventsLayer } from "../../src/services/Events.ts"
-import { History, type HistoryEntry, historyLayer, type Pin } from "../../src/services/History.ts"
-import { PeerRegistry, peerRegistryLayer } from "../../src/services/PeerRegistry.ts"
-import { PresenceSocket, presenceSocketLayer } from "../../src/services/PresenceSocket.ts"
-import { Responder, responderLayer, type ResponderStats } from "../../src/services/Responder.ts"
+import { chatSide, receiving, storeOf } from "../../src/layers/Node.ts"
+import * as Config from "../../src/services/Config.ts"
+import * as Crypto from "../../src/services/Crypto.ts"
+import * as Discovery from "../../src/services/Discovery.ts"
+import * as Events from "../../src/services/Events.ts"
+import * as History from "../../src/services/History.ts"
+import type { HistoryEntry, Pin } from "../../src/services/History.ts"
+import * as PeerRegistry from "../../src/services/PeerRegistry.ts"
+import * as PresenceSocket from "../../src/services/PresenceSocket.ts"
+import { Responder, type ResponderStats } from "../../src/chat/Responder.ts"
 import type { Peer } from "../../src/domain/Peer.ts"
 
 export interface LogLine {
@@ -33,7 +34,7 @@ export interface FuzzNode {
   /** The node's own key id, as it announces it. */
   readonly ownId: string
   readonly ownPublicKey: Uint8Array
-  readonly discoveryStats: () => DiscoveryStats
+  readonly discoveryStats: () => Discovery.DiscoveryStats
   readonly responderStats: () => ResponderStats
   readonly udpDropped: () => number
   readonly peers: () => Promise<ReadonlyArray<Peer>>
@@ -52,14 +53,14 @@ const lineOf = (message: unknown): string =>
 export const startFuzzNode = async (opts: {
   readonly name?: string
   readonly onLog?: (line: LogLine) => void
-  readonly overrides?: Partial<NodeConfig>
+  readonly overrides?: Partial<Config.NodeConfig>
 } = {}): Promise<FuzzNode> => {
   const name = opts.name ?? "fuzznode"
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "p2pchat-fuzz-"))
   // Every fuzz datagram comes from 127.0.0.1: the per-address rate limit and registry cap
   // (tested on their own) would refuse most of them, and hide what the decoder did with them.
   // A flood of invented names must not fill the registry during a long run either.
-  const config = testConfig({
+  const config = Config.testConfig({
     name,
     dataDir,
     maxPeers: 1_000_000,
@@ -75,22 +76,22 @@ export const startFuzzNode = async (opts: {
     opts.onLog?.(line)
   })
   const base = Layer.mergeAll(
-    configLayer(config),
-    eventsLayer,
+    Config.layer(config),
+    Events.layer,
     Logger.layer([capture]),
     Layer.succeed(References.MinimumLogLevel, "Warn")
   )
   // As respondRole: the responder, with discovery listening so classic senders get names.
-  const layer = Layer.mergeAll(responderLayer, discoveryLayer).pipe(
-    Layer.provideMerge(peerRegistryLayer),
-    Layer.provideMerge(presenceSocketLayer),
-    Layer.provideMerge(cryptoLayer),
-    Layer.provideMerge(historyLayer),
+  const layer = Layer.mergeAll(chatSide(receiving), Discovery.layer).pipe(
+    Layer.provideMerge(PeerRegistry.layer),
+    Layer.provideMerge(PresenceSocket.layer),
+    Layer.provideMerge(Crypto.layer),
+    Layer.provideMerge(History.layer),
     Layer.provideMerge(storeOf(config)),
     Layer.provideMerge(base)
   )
   const scope = Effect.runSync(Scope.make())
-  let ctx: Context.Context<Responder | Discovery | PeerRegistry | PresenceSocket | Crypto | History>
+  let ctx: Context.Context<Layer.Success<typeof layer>>
   try {
     ctx = await Effect.runPromise(Layer.buildWithScope(layer, scope))
   } catch (e) {
@@ -99,11 +100,11 @@ export const startFuzzNode = async (opts: {
     throw e
   }
   const responder = Context.get(ctx, Responder)
-  const discovery = Context.get(ctx, Discovery)
-  const registry = Context.get(ctx, PeerRegistry)
-  const socket = Context.get(ctx, PresenceSocket)
-  const history = Context.get(ctx, History)
-  const identity = Context.get(ctx, Crypto).identity
+  const discovery = Context.get(ctx, Discovery.Discovery)
+  const registry = Context.get(ctx, PeerRegistry.PeerRegistry)
+  const socket = Context.get(ctx, PresenceSocket.PresenceSocket)
+  const history = Context.get(ctx, History.History)
+  const identity = Context.get(ctx, Crypto.Crypto).identity
   return {
     name,
     dataDir,

@@ -9,14 +9,16 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Option } from "effect"
 import * as net from "node:net"
 import { CLASSIC_WARNING, classicDecrypt, classicEncrypt, classicKey24, classicShared } from "../../src/domain/Classic.ts"
-import { baseLayer, clientRole, respondRole, storeOf } from "../../src/layers/Node.ts"
+import { baseLayer, chatSide, clientRole, receiving, respondRole, sending, storeOf } from "../../src/layers/Node.ts"
 import { type NodeConfig, testConfig } from "../../src/services/Config.ts"
-import { cryptoLayer } from "../../src/services/Crypto.ts"
+import * as Crypto from "../../src/services/Crypto.ts"
 import type { UiEvent } from "../../src/services/Events.ts"
-import { History, historyLayer } from "../../src/services/History.ts"
-import { CLASSIC_FRAME_LIMIT, Initiator, initiatorLayer, SendError } from "../../src/services/Initiator.ts"
-import { PeerRegistry, peerRegistryLayer } from "../../src/services/PeerRegistry.ts"
-import { Responder, responderLayer } from "../../src/services/Responder.ts"
+import * as History from "../../src/services/History.ts"
+import { Initiator } from "../../src/chat/Initiator.ts"
+import { SendError } from "../../src/chat/SendError.ts"
+import { CLASSIC_FRAME_LIMIT } from "../../src/domain/Classic.ts"
+import * as PeerRegistry from "../../src/services/PeerRegistry.ts"
+import { Responder } from "../../src/chat/Responder.ts"
 import {
   buildOwned,
   captureLog,
@@ -46,27 +48,27 @@ const startNode = (name: string, dataDir: string, config: Partial<NodeConfig> = 
 const startSender = (name: string, dataDir: string) =>
   Effect.gen(function*() {
     const config = testConfig({ name, dataDir })
-    const layer = initiatorLayer.pipe(
-      Layer.provideMerge(peerRegistryLayer),
-      Layer.provideMerge(cryptoLayer),
-      Layer.provideMerge(historyLayer),
+    const layer = chatSide(sending).pipe(
+      Layer.provideMerge(PeerRegistry.layer),
+      Layer.provideMerge(Crypto.layer),
+      Layer.provideMerge(History.layer),
       Layer.provideMerge(storeOf(config)),
       Layer.provideMerge(baseLayer(config))
     )
     const { ctx } = yield* buildOwned(withTuning(layer, TUNING))
     return {
-      registry: Context.get(ctx, PeerRegistry),
-      history: Context.get(ctx, History),
+      registry: Context.get(ctx, PeerRegistry.PeerRegistry),
+      history: Context.get(ctx, History.History),
       initiator: Context.get(ctx, Initiator)
     }
   })
 
 /** Tells a registry that the p2pchat peer `username` is at 127.0.0.1:port (as Discovery would). */
-const meet = (registry: PeerRegistry["Service"], username: string, port: number) =>
+const meet = (registry: PeerRegistry.PeerRegistry["Service"], username: string, port: number) =>
   registry.heard({ username, proto: "p2pchat/1", port }, LOOPBACK, 0)
 
 /** A classic peer announces only its username; its TCP port is then 6001, so tests fake it. */
-const meetClassic = (registry: PeerRegistry["Service"], username: string, port: number) =>
+const meetClassic = (registry: PeerRegistry.PeerRegistry["Service"], username: string, port: number) =>
   // The registry takes the port from `port`; a real classic peer would not send it, but a
   // classic peer on loopback cannot use 6001 in a test. Without `proto` it stays classic.
   registry.heard({ username, port }, LOOPBACK, 0)
@@ -136,9 +138,9 @@ describe("chat between p2pchat nodes", () => {
       assert.deepStrictEqual({ ...r1, id: "" }, { id: "", peer: "bob", mode: "plain", state: "delivered" })
       const r2 = yield* bob.initiator.send("alice", "hi Alice", "plain")
       assert.strictEqual(r2.state, "delivered")
-      const r3 = yield* alice.initiator.send("bob", "classic secret", "classic")
+      const r3 = yield* alice.initiator.send("bob", "classic secret", "classic-3des")
       assert.deepStrictEqual([r3.mode, r3.state], ["classic-3des", "delivered"])
-      const r4 = yield* bob.initiator.send("alice", "classic answer", "classic")
+      const r4 = yield* bob.initiator.send("alice", "classic answer", "classic-3des")
       assert.deepStrictEqual([r4.mode, r4.state], ["classic-3des", "delivered"])
 
       assert.deepStrictEqual(summary(yield* conversation(alice, "bob")), [
@@ -180,7 +182,7 @@ describe("chat between p2pchat nodes", () => {
       assert.strictEqual(unknown.reason, "UnknownUser")
       assert.strictEqual(unknown.message, "no user 'bob' is online; 'users' lists who is")
       yield* meetClassic(alice.registry, "dave", yield* freeTcpPort)
-      const secure = yield* Effect.flip(alice.initiator.send("dave", "psst", "secure"))
+      const secure = yield* Effect.flip(alice.initiator.send("dave", "psst", "noise"))
       assert.strictEqual(secure.reason, "Unsupported")
       assert.include(secure.message, "dave runs a classic chat program")
       assert.include(secure.message, "only classic")
@@ -190,7 +192,7 @@ describe("chat between p2pchat nodes", () => {
       const tooLong = yield* Effect.flip(alice.initiator.send("bob", "x".repeat(50_000)))
       assert.strictEqual(tooLong.reason, "Refused")
       assert.include(tooLong.message, "too long")
-      const tooLongSecure = yield* Effect.flip(alice.initiator.send("bob", "x".repeat(50_000), "secure"))
+      const tooLongSecure = yield* Effect.flip(alice.initiator.send("bob", "x".repeat(50_000), "noise"))
       assert.strictEqual(tooLongSecure.reason, "Refused")
       assert.include(tooLongSecure.message, "too long for one secure frame")
       assert.deepStrictEqual(yield* conversation(alice), [])
@@ -205,7 +207,7 @@ describe("chat between p2pchat nodes", () => {
       yield* meet(bob.registry, "alice", alice1.port)
       yield* alice1.initiator.send("bob", "before restart 1")
       yield* bob.initiator.send("alice", "reply before restart")
-      yield* alice1.initiator.send("bob", "before restart 2", "classic")
+      yield* alice1.initiator.send("bob", "before restart 2", "classic-3des")
       const before = yield* conversation(alice1)
       assert.strictEqual(before.length, 3)
       yield* alice1.close
@@ -230,7 +232,7 @@ describe("client role (send/chat beside a running node)", () => {
       yield* meet(alice.registry, "Bob", bob.port)
 
       const { ctx } = yield* buildOwned(withTuning(clientRole(testConfig({ name: "alice", dataDir: aliceDir })), TUNING))
-      const registry = Context.get(ctx, PeerRegistry)
+      const registry = Context.get(ctx, PeerRegistry.PeerRegistry)
       // the node saves its registry within a quarter of a second
       yield* waitUntilEffect("bob in the snapshot", Effect.map(registry.lookup("bob"), Option.isSome))
       const peer = yield* registry.lookup("BOB")
@@ -254,7 +256,7 @@ describe("client role (send/chat beside a running node)", () => {
       yield* waitUntil("ack", () => client.received() === `{"ack":"r-1"}\n`)
       yield* waitUntil("message event", () => messageEvents(events).length === 1)
       assert.deepStrictEqual(messageEvents(events), ["Alice: hi responder (plain)"])
-      assert.deepStrictEqual(summary(yield* Effect.orDie(Context.get(ctx, History).conversation())), [
+      assert.deepStrictEqual(summary(yield* Effect.orDie(Context.get(ctx, History.History).conversation())), [
         "received alice plain received hi responder"
       ])
     }))
@@ -368,7 +370,7 @@ describe("responder with classic clients", () => {
       assert.deepStrictEqual([secret.mode, secret.state], ["classic-3des", "sent"])
       const long = Array.from({ length: 180 }, (_, i) => `${i}:é✓🎉`).join(" ") // ~2.3 kB of mixed UTF-8
       assert.isAbove(Buffer.byteLength(long), 2 * CLASSIC_FRAME_LIMIT)
-      const longSent = yield* alice.initiator.send("dave", long, "classic")
+      const longSent = yield* alice.initiator.send("dave", long, "classic-3des")
       assert.strictEqual(longSent.state, "sent")
 
       yield* sleep(150)
@@ -433,7 +435,7 @@ describe("responder under load and abuse", () => {
         senders,
         (s) =>
           Effect.forEach(Array.from({ length: 20 }, (_, i) => i), (i) =>
-            s.initiator.send("bob", `${s.name} #${i}`, i % 5 === 4 ? "classic" : "plain"), { discard: true }),
+            s.initiator.send("bob", `${s.name} #${i}`, i % 5 === 4 ? "classic-3des" : "plain"), { discard: true }),
         { concurrency: "unbounded", discard: true }
       )
       for (const s of senders) {
@@ -558,10 +560,10 @@ describe("responder under load and abuse", () => {
     Effect.gen(function*() {
       const bob = yield* startNode("bob", yield* tempDir("bob"))
       const config = testConfig({ name: "other", dataDir: yield* tempDir("other"), tcpPort: bob.port })
-      const layer = responderLayer.pipe(
-        Layer.provideMerge(peerRegistryLayer),
-        Layer.provideMerge(cryptoLayer),
-        Layer.provideMerge(historyLayer),
+      const layer = chatSide(receiving).pipe(
+        Layer.provideMerge(PeerRegistry.layer),
+        Layer.provideMerge(Crypto.layer),
+        Layer.provideMerge(History.layer),
         Layer.provideMerge(storeOf(config)),
         Layer.provideMerge(baseLayer(config))
       )
@@ -611,7 +613,7 @@ describe("delivery: pending, timeout, retry", () => {
       // a port nothing listens on
       const carolDir = yield* tempDir("carol")
       yield* meet(alice.registry, "carol", yield* freeTcpPort)
-      const refused = yield* Effect.flip(alice.initiator.send("carol", "first try", "classic"))
+      const refused = yield* Effect.flip(alice.initiator.send("carol", "first try", "classic-3des"))
       assert.strictEqual(refused.reason, "Unreachable")
       assert.include(refused.message, "connection refused")
       const refused2 = yield* Effect.flip(alice.initiator.send("carol", "second try"))

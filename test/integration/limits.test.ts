@@ -29,7 +29,7 @@ import * as v8 from "node:v8"
 import * as vm from "node:vm"
 import { MAX_FRAME_BYTES } from "../../src/domain/Framing.ts"
 import { type NodeConfig, testConfig } from "../../src/services/Config.ts"
-import type { ResponderStats } from "../../src/services/Responder.ts"
+import type { ResponderStats } from "../../src/chat/Responder.ts"
 import { captureLog, LOOPBACK, meet, polls, sleep, startNode as startTestNode, type TestNode } from "../support/node.ts"
 
 const TUNING = { ackTimeoutMs: 2000, connectTimeoutMs: 2000, classicPauseMs: 100, handshakeTimeoutMs: 2000 }
@@ -198,7 +198,7 @@ const chat = (from: TestNode, to: string, count: number, everyMs: number, label:
       const wait = due - performance.now()
       if (wait > 0) yield* sleep(wait)
       const start = performance.now()
-      const r = yield* from.initiator.send(to, `${label} ${i}`, "secure")
+      const r = yield* from.initiator.send(to, `${label} ${i}`, "noise")
       assert.strictEqual(r.state, "delivered")
       latencies.push(performance.now() - start)
     }
@@ -389,7 +389,7 @@ describe("each limit, with short values", () => {
       const idle = yield* establishedClient(bob.port, "idle-1")
       const trickle = yield* establishedClient(bob.port, "trickle-1")
       const chatty = yield* establishedClient(bob.port, "chatty-0")
-      assert.strictEqual((yield* alice.initiator.send("bob", "before idle", "secure")).state, "delivered")
+      assert.strictEqual((yield* alice.initiator.send("bob", "before idle", "noise")).state, "delivered")
       let n = 0
       const t0 = performance.now()
       while (performance.now() - t0 < 700) {
@@ -405,7 +405,7 @@ describe("each limit, with short values", () => {
       yield* waitUntilEffect("three idle closes", Effect.map(stats(bob), (s) => s.limits.idleTimeout === 3), 1000)
       assert.strictEqual(s.rejected, 0)
       // alice's link was closed under her: the next message opens a new session and is delivered once
-      assert.strictEqual((yield* alice.initiator.send("bob", "after idle", "secure")).state, "delivered")
+      assert.strictEqual((yield* alice.initiator.send("bob", "after idle", "noise")).state, "delivered")
       const texts = (yield* bob.history.conversation("alice").pipe(Effect.orDie)).map((e) => e.text)
       assert.deepStrictEqual(texts, ["before idle", "after idle"])
     }))

@@ -13,12 +13,14 @@ import * as path from "node:path"
 import { generateKeyPair } from "../../src/domain/Noise.ts"
 import { respondRole } from "../../src/layers/Node.ts"
 import { type NodeConfig, testConfig } from "../../src/services/Config.ts"
-import { dial, sessionIO } from "../../src/services/Connection.ts"
-import { Crypto, IDENTITY_FILE, type Identity, identityFromKeyPair, keyId, makeCrypto } from "../../src/services/Crypto.ts"
+import { Crypto, IDENTITY_FILE, type Identity, fromIdentity, identityFromKeyPair, keyId } from "../../src/services/Crypto.ts"
 import type { UiEvent } from "../../src/services/Events.ts"
-import { SendError } from "../../src/services/Initiator.ts"
-import { Responder } from "../../src/services/Responder.ts"
-import { type FrameIO, initiate, type SecureChannel, type SessionError, trustPeer } from "../../src/services/SecureSession.ts"
+import { Responder } from "../../src/chat/Responder.ts"
+import { SendError } from "../../src/chat/SendError.ts"
+import { type FrameIO, frameIO, type SecureChannel, type SessionError } from "../../src/dialects/noise/channel.ts"
+import { initiate } from "../../src/dialects/noise/handshake.ts"
+import * as NodeTransport from "../../src/transport/NodeTransport.ts"
+import { Trust } from "../../src/trust/Trust.ts"
 import {
   buildOwned,
   captureLog,
@@ -87,8 +89,8 @@ const rawSecureClient = (
   rewrite: (n: number, frame: object) => ReadonlyArray<object> = (_n, f) => [f]
 ) =>
   Effect.gen(function*() {
-    const ch = yield* dial(LOOPBACK, port, 1000)
-    const { io } = sessionIO(ch)
+    const ch = yield* NodeTransport.make.dial(LOOPBACK, port, 1000)
+    const io = frameIO(ch)
     const written: Array<object> = []
     let n = 0
     const hooked: FrameIO = {
@@ -98,7 +100,7 @@ const rawSecureClient = (
           discard: true
         })
     }
-    const channel = yield* initiate(hooked, username).pipe(Effect.provideService(Crypto, makeCrypto(identity)))
+    const channel = yield* initiate(hooked, username).pipe(Effect.provideService(Crypto, fromIdentity(identity)))
     const session: RawSession = { channel, io, written }
     return session
   })
@@ -149,9 +151,9 @@ describe("secure sessions between p2pchat nodes", () => {
       // secure is the default to a p2pchat peer that announces a key
       const r1 = yield* alice.initiator.send("BOB", "hello bob, é ✓ 🎉")
       assert.deepStrictEqual({ ...r1, id: "" }, { id: "", peer: "bob", mode: "noise", state: "delivered" })
-      const r2 = yield* bob.initiator.send("alice", "hi Alice, all secret", "secure")
+      const r2 = yield* bob.initiator.send("alice", "hi Alice, all secret", "noise")
       assert.deepStrictEqual([r2.mode, r2.state], ["noise", "delivered"])
-      const r3 = yield* alice.initiator.send("bob", "second on the same session", "secure")
+      const r3 = yield* alice.initiator.send("bob", "second on the same session", "noise")
       assert.strictEqual(r3.state, "delivered")
 
       assert.deepStrictEqual(summary(yield* conversation(alice, "bob")), [
@@ -263,7 +265,10 @@ describe("secure sessions between p2pchat nodes", () => {
       const presented = yield* Effect.orDie(alice.history.presentedKey("bob"))
       assert.isTrue(Option.isSome(presented) && keyId(presented.value) === mallory.id)
       // the user compared fingerprints and accepts the new key: `trust bob`
-      const trusted = yield* Effect.orDie(trustPeer("bob")).pipe(Effect.provideContext(alice.context))
+      const announced = yield* alice.registry.lookup("bob")
+      const trusted = yield* Effect.orDie(Effect.flatMap(Effect.service(Trust), (t) =>
+        t.trustPeer("bob", Option.isSome(announced) ? announced.value.id : undefined)
+      )).pipe(Effect.provideContext(alice.context))
       assert.strictEqual(trusted, mallory.fingerprint)
       assert.isTrue(Option.isNone(yield* Effect.orDie(alice.history.presentedKey("bob"))))
       const after = yield* alice.initiator.send("bob", "after trust")

@@ -21,7 +21,7 @@ import { assert, describe, it } from "@effect/vitest"
 import Database from "better-sqlite3"
 import { Effect } from "effect"
 import type { NodeConfig } from "../../src/services/Config.ts"
-import type { SendError } from "../../src/services/Initiator.ts"
+import type { SendError } from "../../src/chat/SendError.ts"
 import { LOOPBACK, meet, polls, sleep, startNode as startTestNode, type TestNode } from "../support/node.ts"
 
 /** Retries every 200 ms, so that "stored and sent once the disk has room" happens by itself. */
@@ -42,9 +42,9 @@ const pair = (aliceOverrides: Partial<NodeConfig> = {}) =>
     yield* meet(alice, bob)
     yield* meet(bob, alice)
     for (const text of ["before 1", "before 2", "before 3"]) {
-      assert.strictEqual((yield* alice.initiator.send("bob", text, "secure")).state, "delivered")
+      assert.strictEqual((yield* alice.initiator.send("bob", text, "noise")).state, "delivered")
     }
-    assert.strictEqual((yield* bob.initiator.send("alice", "hello from bob", "secure")).state, "delivered")
+    assert.strictEqual((yield* bob.initiator.send("alice", "hello from bob", "noise")).state, "delivered")
     return { alice, bob }
   })
 
@@ -80,7 +80,7 @@ const bigText = (label: string, bytes: number) => `${label} ` + "x".repeat(bytes
 const received = (node: TestNode, text: string) => rows(node).filter((r) => r.direction === "received" && r.text === text)
 
 const sendError = (node: TestNode, user: string, text: string) =>
-  Effect.flip(node.initiator.send(user, text, "secure")).pipe(Effect.map((e: SendError) => e))
+  Effect.flip(node.initiator.send(user, text, "noise")).pipe(Effect.map((e: SendError) => e))
 
 describe("disk full or database locked on the sending side", () => {
   it.live("SQLITE_FULL: the message is kept in memory and the user told; once there is room it is stored, then delivered exactly once; earlier rows intact", () =>
@@ -181,7 +181,7 @@ describe("disk full or database locked on the sending side", () => {
 
       // a classic peer (no proto): refused at once, before any connection
       yield* alice.registry.heard({ username: "oldtimer", port: 9 }, LOOPBACK, 0)
-      const classic = yield* Effect.flip(alice.initiator.send("oldtimer", texts[0]!, "classic"))
+      const classic = yield* Effect.flip(alice.initiator.send("oldtimer", texts[0]!, "classic-3des"))
       assert.strictEqual(classic.reason, "Storage")
       assert.include(classic.message, "classic peers get one attempt")
       assert.strictEqual((yield* alice.initiator.unstored).length, 2)

@@ -13,7 +13,7 @@ import {
   classicPartBytes,
   p2pFrameBytes,
   splitForClassic
-} from "../../src/services/Initiator.ts"
+} from "../../src/domain/Classic.ts"
 import { snapshotChanges } from "../../src/services/PeerSnapshot.ts"
 
 const key24 = classicKey24(12)

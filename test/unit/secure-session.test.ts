@@ -12,30 +12,22 @@ import { TestClock } from "effect/testing"
 import { fingerprint } from "../../src/domain/Fingerprint.ts"
 import { decodeFrame, type Frame, type HandshakeFrame, type Inner } from "../../src/domain/Frames.ts"
 import { createHandshake, generateKeyPair, type KeyPair } from "../../src/domain/Noise.ts"
-import { Crypto, cryptoLayerFromKeyPair, keyId, PROLOGUE } from "../../src/services/Crypto.ts"
-import { History, historyLayer } from "../../src/services/History.ts"
-import {
-  accept,
-  acceptTrusted,
-  checkTrust,
-  type FrameIO,
-  initiate,
-  initiateTrusted,
-  type InitiateOptions,
-  MAX_INNER_BYTES,
-  type SecureChannel,
-  SessionError,
-  trust
-} from "../../src/services/SecureSession.ts"
-import { storeLayer } from "../../src/services/Store.ts"
+import * as Crypto from "../../src/services/Crypto.ts"
+import { keyId, PROLOGUE } from "../../src/services/Crypto.ts"
+import * as History from "../../src/services/History.ts"
+import { type FrameIO, MAX_INNER_BYTES, type SecureChannel, SessionError } from "../../src/dialects/noise/channel.ts"
+import { accept, acceptTrusted, initiate, initiateTrusted, type InitiateOptions } from "../../src/dialects/noise/handshake.ts"
+import * as Store from "../../src/services/Store.ts"
+import * as Trust from "../../src/trust/Trust.ts"
+import { checkTrust, trust } from "../../src/trust/Trust.ts"
 
 // ---------------------------------------------------------------------------------------------
 // Nodes: an identity and a History each
 
 interface TestNode {
   readonly keyPair: KeyPair
-  readonly context: Context.Context<Crypto | History>
-  readonly run: <A, E>(effect: Effect.Effect<A, E, Crypto | History>) => Effect.Effect<A, E>
+  readonly context: Context.Context<Crypto.Crypto | History.History | Trust.Trust>
+  readonly run: <A, E>(effect: Effect.Effect<A, E, Crypto.Crypto | History.History | Trust.Trust>) => Effect.Effect<A, E>
 }
 
 const tempDir = Effect.acquireRelease(
@@ -43,12 +35,15 @@ const tempDir = Effect.acquireRelease(
   (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
 )
 
-/** Crypto from a given key pair plus a History in a fresh data dir, for the test's scope. */
+/** Crypto from a given key pair plus a History (and Trust over it) in a fresh data dir, for the test's scope. */
 const makeNode = (keyPair: KeyPair = generateKeyPair()) =>
   Effect.gen(function*() {
     const dir = yield* tempDir
     const context = yield* Layer.build(
-      Layer.mergeAll(cryptoLayerFromKeyPair(keyPair), historyLayer.pipe(Layer.provide(storeLayer(dir))))
+      Layer.mergeAll(Crypto.layerFromKeyPair(keyPair), Trust.layer).pipe(
+        Layer.provideMerge(History.layer),
+        Layer.provide(Store.layer(dir))
+      )
     )
     const node: TestNode = {
       keyPair,
@@ -60,7 +55,7 @@ const makeNode = (keyPair: KeyPair = generateKeyPair()) =>
 
 const pinsOf = (node: TestNode) =>
   node.run(Effect.gen(function*() {
-    const pins = yield* (yield* History).pins()
+    const pins = yield* (yield* History.History).pins()
     return pins.map((p) => ({ username: p.username, key: keyId(p.publicKey), pinnedAt: p.pinnedAt }))
   }))
 
@@ -285,7 +280,7 @@ describe("secure session: handshake and transport", () => {
       assert.strictEqual(a.remoteFingerprint, fingerprint(bob.keyPair.publicKey))
       assert.strictEqual(b.remoteFingerprint, fingerprint(alice.keyPair.publicKey))
       const bobOwn = yield* bob.run(Effect.gen(function*() {
-        return (yield* Crypto).identity.fingerprint
+        return (yield* Crypto.Crypto).identity.fingerprint
       }))
       assert.strictEqual(a.remoteFingerprint, bobOwn)
     }))
@@ -796,13 +791,13 @@ describe("secure session: trust on first use", () => {
   it.effect("two concurrent first sessions for one new name with different keys pin only one of them", () =>
     Effect.gen(function*() {
       const alice = yield* makeNode()
-      const real = Context.get(alice.context, History)
+      const real = Context.get(alice.context, History.History)
       // a History whose reads give other fibers a turn, as any asynchronous store would
-      const yielding = History.of({ ...real, getPin: (u) => Effect.tap(real.getPin(u), () => Effect.yieldNow) })
+      const yielding = History.History.of({ ...real, getPin: (u) => Effect.tap(real.getPin(u), () => Effect.yieldNow) })
       const k1 = generateKeyPair().publicKey
       const k2 = generateKeyPair().publicKey
       const results = yield* Effect.all([checkTrust("dave", k1), checkTrust("dave", k2)], { concurrency: 2 }).pipe(
-        Effect.provideService(History, yielding)
+        Effect.provideService(History.History, yielding)
       )
       assert.deepStrictEqual(results.map((r) => r._tag), ["FirstUse", "Changed"])
       assert.deepStrictEqual((yield* pinsOf(alice)).map((p) => p.key), [keyId(k1)])

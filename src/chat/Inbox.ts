@@ -1,0 +1,113 @@
+/**
+ * The message-type seam of the receiving side: each inner message a session delivers goes
+ * to the handler of its `type`. The one rule every stored type follows lives here once:
+ * store it (once per sender and id), make it durable, ack it, then show it.
+ *
+ * Adding a message type: its Schema in the inner union (domain/Frames.ts), a handler in
+ * `handlers` below, and a migration in Store.ts if it needs a table.
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type { Inner } from "../domain/Frames.ts"
+import { usernameKey } from "../domain/Presence.ts"
+import type { IncomingSession, Received } from "../dialects/Dialect.ts"
+import { SessionError } from "../dialects/noise/channel.ts"
+import { Events } from "../services/Events.ts"
+import { History } from "../services/History.ts"
+import { PeerRegistry } from "../services/PeerRegistry.ts"
+import { Store } from "../services/Store.ts"
+import { believeFrom } from "../trust/Trust.ts"
+import { Stats } from "./Stats.ts"
+
+/** Who sent a message: the name shown, and the key its conversation is filed under. */
+export interface Sender {
+  readonly name: string
+  readonly key: string
+}
+
+/** One accepted connection, as the handlers see it. */
+export interface Inbound {
+  readonly session: IncomingSession
+  /** "address:port", for log lines. */
+  readonly label: string
+  /** The username a secure session proved; undefined outside one. */
+  readonly who: string | undefined
+  readonly sender: (claimedFrom: string | undefined) => Effect.Effect<Sender>
+}
+
+type Handler<T extends Inner["type"]> = (
+  inbound: Inbound,
+  received: Received & { readonly inner: Extract<Inner, { readonly type: T }> }
+) => Effect.Effect<void, SessionError>
+
+export class Inbox extends Context.Service<Inbox, {
+  readonly handle: (inbound: Inbound, received: Received) => Effect.Effect<void, SessionError>
+  /**
+   * Who a sender outside a secure session is. Nothing proves a name there: a `from` that the
+   * registry knows at another address is not believed, and the sender is named by its
+   * address like a classic one, so a stranger cannot write into a known peer's conversation.
+   */
+  readonly unprovenSender: (address: string) => (claimedFrom: string | undefined) => Effect.Effect<Sender>
+}>()("p2pchat/Inbox") {}
+
+export const make = Effect.gen(function*() {
+  const history = yield* History
+  const store = yield* Store
+  const events = yield* Events
+  const registry = yield* PeerRegistry
+  const stats = yield* Stats
+
+  const storageFailed = (sender: Sender, label: string, e: { readonly message: string }) =>
+    Effect.gen(function*() {
+      yield* stats.add("storageFailures")
+      const message = `could not store a message from ${sender.name} (${label}), not acknowledged: ${e.message}`
+      yield* Effect.logError(`responder: ${message}`)
+      yield* events.publish({ event: "error", message })
+    })
+
+  const msg: Handler<"msg"> = (inbound, r) =>
+    Effect.gen(function*() {
+      const sender = yield* inbound.sender(r.claimedFrom)
+      const { id, text } = r.inner
+      const at = new Date(yield* Clock.currentTimeMillis)
+      const stored = yield* history.recordReceived({ id, peer: sender.key, text, at, mode: r.mode }).pipe(
+        Effect.tap(() => r.wantsAck ? store.durable : Effect.void),
+        Effect.map(Option.some),
+        Effect.catch((e) => Effect.as(storageFailed(sender, inbound.label, e), Option.none<boolean>()))
+      )
+      if (Option.isNone(stored)) return
+      // Only p2pchat senders give ids and read acks; a classic one would take it for a key.
+      if (r.wantsAck) yield* inbound.session.ack(id)
+      if (!stored.value) return yield* stats.add("duplicates")
+      yield* stats.add("received")
+      yield* events.publish({ event: "message", id, from: sender.name, text, mode: r.mode, at: at.toISOString() })
+    })
+
+  const ack: Handler<"ack"> = (inbound) =>
+    Effect.fail(new SessionError({ reason: "Protocol", message: `secure session with ${inbound.who} ended: an initiator sent an ack` }))
+
+  const handlers: { readonly [T in Inner["type"]]: Handler<T> } = { msg, ack }
+
+  const unprovenSender = (address: string) => {
+    let known: Sender | undefined
+    return (from: string | undefined) =>
+      Effect.gen(function*() {
+        if (from !== undefined && believeFrom(yield* registry.lookup(from), address)) return { name: from, key: usernameKey(from) }
+        if (known !== undefined) return known
+        const peer = yield* registry.lookupByAddress(address)
+        if (Option.isSome(peer)) return known = { name: peer.value.username, key: peer.value.key }
+        const unknown = `unknown (${address})`
+        return { name: unknown, key: unknown }
+      })
+  }
+
+  return Inbox.of({
+    handle: (inbound, r) => (handlers[r.inner.type] as Handler<Inner["type"]>)(inbound, r as never),
+    unprovenSender
+  })
+})
+
+export const layer = Layer.effect(Inbox, make)

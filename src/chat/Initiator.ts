@@ -1,0 +1,116 @@
+/**
+ * The user's side of a chat (protocol: "p2pchat/1 additions" and "Writing to a classic
+ * peer"): `send` picks the mode, checks that the message fits, and hands it to the Outbox,
+ * which stores it, sends it over a Link and waits for its ack.
+ *
+ * The default mode is noise for a p2pchat peer that announces a key, plain for one that
+ * announces none, and classic-3des for a classic peer.
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { randomUUID } from "node:crypto"
+import { CLASSIC_WARNING, p2pFrameBytes } from "../domain/Classic.ts"
+import type { InnerMessage } from "../domain/Frames.ts"
+import { MAX_FRAME_BYTES } from "../domain/Framing.ts"
+import type { Mode } from "../domain/Mode.ts"
+import type { Peer } from "../domain/Peer.ts"
+import { usernameKey } from "../domain/Presence.ts"
+import { MAX_INNER_BYTES } from "../dialects/noise/channel.ts"
+import { Config } from "../services/Config.ts"
+import { Events } from "../services/Events.ts"
+import { PeerRegistry } from "../services/PeerRegistry.ts"
+import { Links } from "./Links.ts"
+import { Outbox, type UnstoredMessage } from "./Outbox.ts"
+import { SendError } from "./SendError.ts"
+import * as Text from "./text.ts"
+
+export interface SendResult {
+  readonly id: string
+  /** The peer's username as it announces it. */
+  readonly peer: string
+  readonly mode: Mode
+  /** delivered: acked by a p2pchat peer; sent: written to a classic peer (which never acks). */
+  readonly state: "delivered" | "sent" | "pending"
+}
+
+export class Initiator extends Context.Service<Initiator, {
+  /** Sends one message; `mode` defaults to the best the peer speaks. */
+  readonly send: (username: string, text: string, mode?: Mode) => Effect.Effect<SendResult, SendError>
+  /** Resends pending messages to online p2pchat peers (with their ids); how many got delivered. */
+  readonly retryPending: (username?: string) => Effect.Effect<number>
+  /** Closes the connections to a peer, or to every peer. */
+  readonly close: (username?: string) => Effect.Effect<void>
+  /** Messages kept in memory because they could not be stored yet (oldest first). */
+  readonly unstored: Effect.Effect<ReadonlyArray<UnstoredMessage>>
+}>()("p2pchat/Initiator") {}
+
+/** UTF-8 bytes of the inner object that carries a secure message (at most MAX_INNER_BYTES). */
+export const secureInnerBytes = (inner: InnerMessage): number => Buffer.byteLength(JSON.stringify(inner), "utf8")
+
+const defaultMode = (peer: Peer): Mode =>
+  peer.proto !== "p2pchat/1" ? "classic-3des" : peer.id !== undefined ? "noise" : "plain"
+
+/** Why `text` cannot go to `peer` in `mode` as one message, if it cannot. */
+const refusal = (peer: Peer, mode: Mode, ownName: string | undefined, text: string, id: string, at: Date) => {
+  const p2p = peer.proto === "p2pchat/1"
+  if (mode === "noise" && !p2p) {
+    return new SendError({
+      reason: "Unsupported",
+      message: `${peer.username} runs a classic chat program, which has no secure sessions: ` +
+        `only classic (its old 3DES dialect, which is NOT secure) or unsecure (plain text) are possible ` +
+        `(send --classic or --plain; in a chat, answer secure for classic, unsecure for plain)`
+    })
+  }
+  if (mode === "noise" && ownName === undefined) return new SendError({ reason: "Refused", message: Text.NO_NAME_FOR_SECURE })
+  if (mode === "noise") {
+    const bytes = secureInnerBytes({ type: "msg", id, text, sentAt: at.toISOString() })
+    if (bytes <= MAX_INNER_BYTES) return undefined
+    return new SendError({
+      reason: "Refused",
+      message: `the message is too long for one secure frame (${bytes} bytes, at most ${MAX_INNER_BYTES}); ` +
+        `split it into shorter messages`
+    })
+  }
+  const bytes = p2p ? p2pFrameBytes(text, mode === "classic-3des", id, ownName) : 0
+  if (bytes <= MAX_FRAME_BYTES) return undefined
+  return new SendError({
+    reason: "Refused",
+    message: `the message is too long for one frame (${bytes} bytes on the wire, at most ${MAX_FRAME_BYTES}); ` +
+      `split it into shorter messages`
+  })
+}
+
+export const make = Effect.gen(function*() {
+  const config = yield* Config
+  const registry = yield* PeerRegistry
+  const events = yield* Events
+  const outbox = yield* Outbox
+  const links = yield* Links
+
+  const send = (username: string, text: string, mode?: Mode): Effect.Effect<SendResult, SendError> =>
+    Effect.gen(function*() {
+      const found = yield* registry.lookup(username)
+      if (Option.isNone(found)) return yield* Text.unknownUser(username)
+      const peer = found.value
+      const chosen = mode ?? defaultMode(peer)
+      const id = randomUUID()
+      const at = new Date(yield* Clock.currentTimeMillis)
+      const refused = refusal(peer, chosen, config.name, text, id, at)
+      if (refused !== undefined) return yield* refused
+      if (chosen === "classic-3des") yield* events.publish({ event: "warning", message: CLASSIC_WARNING })
+      const state = yield* outbox.submit(peer, { id, peer: peer.key, text, at, mode: chosen, username: peer.username })
+      return { id, peer: peer.username, mode: chosen, state }
+    })
+
+  return Initiator.of({
+    send,
+    retryPending: outbox.retryPending,
+    close: (username) => links.close(username === undefined ? undefined : usernameKey(username)),
+    unstored: outbox.unstored
+  })
+})
+
+export const layer = Layer.effect(Initiator, make)

@@ -1,0 +1,268 @@
+/**
+ * The outbox: every outgoing message from the moment it is written until it is delivered.
+ * A message is stored as pending (a commit without fsync), then sent; its row is made
+ * durable (Store.durable, shared with other commits: group commit) while the frame is in
+ * flight, and it becomes "delivered" once both the row is durable and the ack has come.
+ * The delivered mark itself waits for no fsync: if it is lost, the message is sent once
+ * more and the receiver, which stores an id once, acks it again.
+ *
+ * Pending messages go again, with the same id, when their peer is heard (any registry
+ * change that shows it online), when a secure session to it opens (after `trust`, say),
+ * and every RETRY_EVERY_MS; they expire after PENDING_EXPIRY_MS (not retried any more,
+ * still in the history as pending). Secure messages to a name that announces a key other
+ * than its pinned one wait for the user's `trust`; the user is told once per key.
+ *
+ * A message that cannot be stored (disk full, data dir not writable, database locked) is
+ * not sent: durability first. It is kept in memory (at most `maxUnstoredMessages`, oldest
+ * first), the user is told, and it is stored again before every later send and retry; once
+ * stored it is an ordinary pending message. A message to a classic peer is not kept:
+ * classic peers get one attempt only, and no acks.
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Semaphore from "effect/Semaphore"
+import * as Stream from "effect/Stream"
+import type { Peer } from "../domain/Peer.ts"
+import { usernameKey } from "../domain/Presence.ts"
+import { Config } from "../services/Config.ts"
+import { Events } from "../services/Events.ts"
+import { History, type HistoryEntry, type NewMessage } from "../services/History.ts"
+import { PeerRegistry, type RegistryChange } from "../services/PeerRegistry.ts"
+import { Store } from "../services/Store.ts"
+import { Trust } from "../trust/Trust.ts"
+import { Links } from "./Links.ts"
+import { SendError } from "./SendError.ts"
+import { Stats } from "./Stats.ts"
+import * as Text from "./text.ts"
+import { InitiatorTuning, PENDING_EXPIRY_MS, RETRY_EVERY_MS } from "./Tuning.ts"
+
+/** An outgoing message that could not be stored yet (disk full...): kept in memory, not sent. */
+export interface UnstoredMessage extends NewMessage {
+  /** The peer's username as it announced it when the message was written. */
+  readonly username: string
+}
+
+export class Outbox extends Context.Service<Outbox, {
+  /** Stores `message` as pending and delivers it to `peer`: "delivered" (acked) or "sent" (a classic peer). */
+  readonly submit: (peer: Peer, message: UnstoredMessage) => Effect.Effect<"delivered" | "sent", SendError>
+  /** Resends pending messages to online p2pchat peers (with their ids); how many got delivered. */
+  readonly retryPending: (username?: string) => Effect.Effect<number>
+  /** Messages kept in memory because they could not be stored yet (oldest first). */
+  readonly unstored: Effect.Effect<ReadonlyArray<UnstoredMessage>>
+}>()("p2pchat/Outbox") {}
+
+const isP2p = (peer: Peer) => peer.proto === "p2pchat/1"
+
+/** What the outbox's parts need. */
+const Deps = Effect.gen(function*() {
+  return {
+    config: yield* Config,
+    history: yield* History,
+    store: yield* Store,
+    events: yield* Events,
+    registry: yield* PeerRegistry,
+    links: yield* Links,
+    trust: yield* Trust,
+    stats: yield* Stats,
+    tuning: yield* InitiatorTuning
+  }
+})
+type Deps = Effect.Success<typeof Deps>
+
+const storageError = (what: string, cause: { readonly message: string }) =>
+  new SendError({ reason: "Storage", cause, message: `${what}: ${cause.message}` })
+
+/** Delivery of one message; `inFlight` holds the ids being sent now, so a retry does not race them. */
+const makeDelivery = ({ history, links, stats, store, events }: Deps, inFlight: Set<string>) => ({
+  /** To a p2pchat peer: the frame and the fsync of its pending row at once, then the mark. */
+  p2p: (peer: Peer, entry: Pick<HistoryEntry, "id" | "text" | "at" | "mode">) =>
+    Effect.gen(function*() {
+      inFlight.add(entry.id)
+      yield* Effect.all([
+        links.deliver(peer, entry.mode, { id: entry.id, text: entry.text, sentAt: entry.at }),
+        Effect.mapError(store.durable, (e) => storageError(`delivered to ${peer.username}, but could not store it durably`, e))
+      ], { concurrency: "unbounded", discard: true })
+      const changed = yield* history.setState(entry.id, peer.key, "delivered").pipe(
+        Effect.mapError((e) => storageError(`delivered to ${peer.username}, but could not record it`, e))
+      )
+      yield* stats.add("delivered")
+      if (changed) yield* events.publish({ event: "delivered", id: entry.id, to: peer.username })
+    }).pipe(
+      Effect.tapError(() => stats.add("sendFailures")),
+      Effect.ensuring(Effect.sync(() => void inFlight.delete(entry.id)))
+    ),
+  /** To a classic peer: one attempt, then "sent" (it never acks). */
+  classic: (peer: Peer, m: UnstoredMessage) =>
+    Effect.gen(function*() {
+      yield* links.deliver(peer, m.mode, { id: m.id, text: m.text, sentAt: m.at.toISOString() })
+      yield* history.setState(m.id, peer.key, "sent").pipe(
+        Effect.mapError((e) => storageError(`sent to ${peer.username}, but could not record it`, e))
+      )
+      yield* stats.add("sent")
+    }).pipe(Effect.tapError(() => stats.add("sendFailures")))
+})
+
+/** The messages kept in memory because they could not be stored (see the top of this file). */
+const makeUnstored = ({ config, history, events }: Deps, lock: Semaphore.Semaphore) => {
+  const list: Array<UnstoredMessage> = []
+  /** Why the oldest of them could not be stored, the last time it was tried. */
+  const last = { problem: "" }
+
+  /** Stores them, oldest first, stopping at the first failure; how many got stored. */
+  const store: Effect.Effect<number> = lock.withPermit(Effect.uninterruptible(Effect.gen(function*() {
+    let stored = 0
+    let problem: string | undefined
+    while (list.length > 0) {
+      const ok = yield* history.recordSent(list[0]!).pipe(
+        Effect.as(true),
+        Effect.catch((e) => Effect.sync(() => (problem = last.problem = e.message, false)))
+      )
+      if (!ok) break
+      list.shift()
+      stored++
+    }
+    if (stored > 0) {
+      const message = `${stored} message(s) kept in memory are stored now, and are sent as pending messages` +
+        (list.length > 0 ? ` (${list.length} still wait: ${problem})` : "")
+      yield* Effect.logInfo(`initiator: ${message}`)
+      yield* events.publish({ event: "info", message })
+    } else if (problem !== undefined) {
+      yield* Effect.logDebug(`initiator: ${list.length} message(s) still cannot be stored: ${problem}`)
+    }
+    return stored
+  })))
+
+  /** After a failed store: keeps a message to a p2pchat peer (bounded) and fails with what happened. */
+  const keep = (m: UnstoredMessage, classicPeer: boolean, problem: string): Effect.Effect<never, SendError> =>
+    Effect.gen(function*() {
+      const advice = Text.storageAdvice(problem, config.dataDir)
+      if (classicPeer) return yield* new SendError({ reason: "Storage", message: Text.classicNotKept(problem) })
+      if (list.length >= config.maxUnstoredMessages) {
+        return yield* new SendError({ reason: "Storage", message: Text.notKept(problem, list.length, advice) })
+      }
+      list.push(m)
+      const message = Text.keptInMemory(m.username, problem, list.length, advice)
+      yield* Effect.logWarning(`initiator: ${message}`)
+      yield* events.publish({ event: "warning", message })
+      return yield* new SendError({ reason: "Storage", message })
+    })
+
+  return { list, last, store, keep }
+}
+
+/** Pending messages by peer key, oldest first, without the expired ones (they stay in history as pending). */
+const pendingByPeer = ({ history, tuning }: Deps, username: string | undefined) =>
+  Effect.gen(function*() {
+    const pending = yield* history.pendingFor(username === undefined ? undefined : usernameKey(username)).pipe(
+      Effect.catch((e) => Effect.as(Effect.logWarning(`initiator: cannot read pending messages: ${e.message}`), []))
+    )
+    const now = yield* Clock.currentTimeMillis
+    const byPeer = new Map<string, Array<HistoryEntry>>()
+    for (const entry of pending) {
+      if (!(now - Date.parse(entry.at) <= (tuning.pendingExpiryMs ?? PENDING_EXPIRY_MS))) continue
+      const list = byPeer.get(entry.peer)
+      if (list === undefined) byPeer.set(entry.peer, [entry])
+      else list.push(entry)
+    }
+    return byPeer
+  })
+
+/** Whether secure messages to `peer` must wait for the user's `trust`; told once per key (in `told`). */
+const waitsForTrust = ({ trust, events }: Deps, told: Set<string>, peer: Peer, count: number) =>
+  Effect.gen(function*() {
+    const mismatch = yield* trust.pinnedMismatch(peer)
+    if (Option.isNone(mismatch)) return false
+    const key = `${peer.key}\u0000${peer.id}`
+    if (!told.has(key)) {
+      told.add(key)
+      const message = Text.pinMismatch(peer, count, mismatch.value)
+      yield* Effect.logWarning(`initiator: ${message}`)
+      yield* events.publish({ event: "warning", message })
+    }
+    return true
+  })
+
+/** Pending messages to one online p2pchat peer, in order, stopping at the first failure. */
+const retryPeer = (
+  deps: Deps,
+  delivery: ReturnType<typeof makeDelivery>,
+  state: { readonly inFlight: Set<string>; readonly told: Set<string> },
+  peer: Peer,
+  all: ReadonlyArray<HistoryEntry>
+) =>
+  Effect.gen(function*() {
+    // One being sent now is left to that attempt (which keeps it pending if it fails).
+    let entries = all.filter((e) => !state.inFlight.has(e.id))
+    const secureCount = entries.filter((e) => e.mode === "noise").length
+    if (secureCount > 0 && (yield* waitsForTrust(deps, state.told, peer, secureCount))) {
+      entries = entries.filter((e) => e.mode !== "noise")
+    }
+    let delivered = 0
+    for (const entry of entries) {
+      if (state.inFlight.has(entry.id)) continue
+      const ok = yield* delivery.p2p(peer, entry).pipe(
+        Effect.as(true),
+        Effect.catch((e) => Effect.as(Effect.logInfo(`initiator: pending messages to ${peer.username} wait: ${e.message}`), false))
+      )
+      if (!ok) break
+      delivered++
+    }
+    return delivered
+  })
+
+/** Whether a registry change shows a p2pchat peer online (new, back, moved, or announcing again). */
+const heardOnline = (change: RegistryChange) =>
+  (change._tag === "Appeared" || change._tag === "StatusChanged" || change._tag === "Moved" || change._tag === "Heard") &&
+  change.peer.status === "online" && isP2p(change.peer)
+
+export const make = Effect.gen(function*() {
+  const deps = yield* Deps
+  const layerScope = yield* Effect.scope
+  const state = { inFlight: new Set<string>(), told: new Set<string>(), retrying: new Set<string>() }
+  const delivery = makeDelivery(deps, state.inFlight)
+  const unstored = makeUnstored(deps, yield* Semaphore.make(1))
+
+  const retryPending = (username?: string): Effect.Effect<number> =>
+    Effect.gen(function*() {
+      // What waits in memory is stored first (and then sent with the rest).
+      if (unstored.list.length > 0) yield* unstored.store
+      let delivered = 0
+      for (const [key, entries] of yield* pendingByPeer(deps, username)) {
+        const peer = yield* deps.registry.lookup(key)
+        if (Option.isNone(peer) || !isP2p(peer.value) || peer.value.status !== "online" || state.retrying.has(key)) continue
+        state.retrying.add(key)
+        delivered += yield* retryPeer(deps, delivery, state, peer.value, entries).pipe(
+          Effect.ensuring(Effect.sync(() => void state.retrying.delete(key)))
+        )
+      }
+      return delivered
+    })
+
+  const submit = (peer: Peer, m: UnstoredMessage) =>
+    Effect.gen(function*() {
+      // Messages kept in memory go first, so that the history keeps the order they were written in.
+      if (isP2p(peer) && unstored.list.length > 0) {
+        if ((yield* unstored.store) > 0) yield* Effect.forkIn(retryPending(), layerScope)
+        if (unstored.list.length > 0) return yield* unstored.keep(m, false, unstored.last.problem)
+      }
+      yield* deps.history.recordSent(m).pipe(Effect.catch((e) => unstored.keep(m, !isP2p(peer), e.message)))
+      if (!isP2p(peer)) return yield* Effect.as(delivery.classic(peer, m), "sent" as const)
+      yield* delivery.p2p(peer, { id: m.id, text: m.text, at: m.at.toISOString(), mode: m.mode })
+      return "delivered" as const
+    })
+
+  const retryIn = (peerKey?: string) => Effect.forkIn(retryPending(peerKey), layerScope)
+  // The pending lookup is one indexed query: it runs at every announcement of a peer online.
+  yield* Effect.forkScoped(Stream.runForEach(yield* deps.registry.changes, (c) => heardOnline(c) ? retryIn(c.peer.key) : Effect.void))
+  // A secure session is open: what waited for it (after `trust`, say) can go now.
+  yield* Effect.forkScoped(Stream.runForEach(yield* deps.links.secureOpened, (peer) => retryIn(peer.key)))
+  // The first sweep waits one interval: a one-shot `send` ends long before it.
+  yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(deps.tuning.retryEveryMs ?? RETRY_EVERY_MS), retryPending())))
+
+  return Outbox.of({ submit, retryPending, unstored: Effect.sync(() => [...unstored.list]) })
+})
+
+export const layer = Layer.effect(Outbox, make)

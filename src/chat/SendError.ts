@@ -1,0 +1,13 @@
+/**
+ * The one error of the sending side (Initiator, Outbox, Links): why a message was not
+ * delivered now, with the cause under it kept.
+ */
+import * as Data from "effect/Data"
+
+export type SendErrorReason = "UnknownUser" | "Unreachable" | "Timeout" | "Storage" | "Refused" | "Unsupported" | "KeyChanged"
+
+export class SendError extends Data.TaggedError("SendError")<{
+  readonly reason: SendErrorReason
+  readonly message: string
+  readonly cause?: unknown
+}> {}

@@ -1,0 +1,52 @@
+/**
+ * What every dialect gives the chat roles, whatever its frames (protocol: the chat
+ * connection and the secure session). A dialect module holds both roles side by side:
+ *
+ *   initiator  an OutgoingSession on a connection it dialed: `send` writes one message (for a
+ *              classic peer, maybe several paced frames), `replies` reads the peer's next ack
+ *              (key answers are handled inside the dialect);
+ *   responder  an IncomingSession on a connection it accepted: `receive` gives the next
+ *              message as an inner object of the message-type union, `ack` answers it.
+ *
+ * Dialects: noise (noise/), plain p2pchat (plain.ts), classic plain (classicPlain.ts) and
+ * classic 3DES (classic3des.ts); legacy.ts serves the classic and plain ones on one
+ * accepted connection, as the classic program mixes them.
+ */
+import type * as Effect from "effect/Effect"
+import type { Inner } from "../domain/Frames.ts"
+import type { Mode } from "../domain/Mode.ts"
+import type { SessionError } from "./noise/channel.ts"
+
+/** A message to send: its id and text, and when it was first stored (a retry keeps it). */
+export interface OutgoingMessage {
+  readonly id: string
+  readonly text: string
+  readonly sentAt: string
+}
+
+export interface OutgoingSession {
+  readonly mode: Mode
+  /** Whether the peer acks each message by id (every p2pchat dialect; no classic peer). */
+  readonly acked: boolean
+  readonly send: (message: OutgoingMessage) => Effect.Effect<void, SessionError>
+  /** The id of the next message the peer acknowledged; fails once the connection is over. */
+  readonly replies: Effect.Effect<string, SessionError>
+  /** A secure session: who the handshake proved. */
+  readonly proven?: { readonly username: string; readonly key: Uint8Array; readonly fingerprint: string } | undefined
+}
+
+/** A message as a responder receives it. */
+export interface Received {
+  readonly inner: Inner
+  readonly mode: Mode
+  /** The name a plain frame claims (`from`); a secure session's sender is `proven`. */
+  readonly claimedFrom?: string | undefined
+  /** Whether the sender reads an ack (p2pchat senders give ids; classic ones do not). */
+  readonly wantsAck: boolean
+}
+
+export interface IncomingSession {
+  readonly receive: Effect.Effect<Received, SessionError>
+  readonly ack: (id: string) => Effect.Effect<void, SessionError>
+  readonly proven?: { readonly username: string; readonly key: Uint8Array; readonly fingerprint: string } | undefined
+}

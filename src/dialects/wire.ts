@@ -1,0 +1,28 @@
+/**
+ * What the plain and classic dialects share on an outgoing connection: writing a frame,
+ * reading the peer's acks, and pacing writes to a classic peer.
+ */
+import * as Effect from "effect/Effect"
+import type { FrameChannel } from "../transport/Transport.ts"
+import { frameIO, type SessionError } from "./noise/channel.ts"
+
+/** Writes one frame; a connection that ends under it is a SessionError with the TransportError as cause. */
+export const writeFrame = (ch: FrameChannel, frame: object) => frameIO(ch).write(frame)
+
+/**
+ * The peer's next ack on an outgoing connection. A key answer goes to `onKey` (the classic
+ * key exchange waits for it); anything else a responder should not send is skipped.
+ */
+export const nextAck = (ch: FrameChannel, onKey: (key: number) => void): Effect.Effect<string, SessionError> => {
+  const io = frameIO(ch)
+  const loop: Effect.Effect<string, SessionError> = Effect.flatMap(io.read, (frame) => {
+    if (frame._tag === "Ack") return Effect.succeed(frame.frame.ack)
+    if (frame._tag === "Key") onKey(frame.frame.key)
+    else return Effect.andThen(Effect.logDebug(`initiator: ignored a ${frame._tag} frame from ${ch.label}`), loop)
+    return loop
+  })
+  return loop
+}
+
+/** Writes through `pace`: a classic peer reads one frame per read, so writes to it are spaced. */
+export type Pace = <A, E>(write: Effect.Effect<A, E>) => Effect.Effect<A, E>

@@ -1,0 +1,180 @@
+/**
+ * Trust: who a peer is, and whether to believe it (protocol: "Trust"). One service owns the
+ * pinned keys, the keys peers presented in refused sessions, and the rules:
+ *
+ * - a secure session's proven key is pinned on first use for its (case-folded) name; a
+ *   different key later refuses the session (KeyChanged) and is kept as "presented", so
+ *   that `trust USER` accepts exactly the key that peer proved;
+ * - a name whose announced key is not the pinned one gets no secure messages until the
+ *   user decides (`pinnedMismatch`);
+ * - outside a secure session nothing proves a name: a plain `from` is believed only from
+ *   the address the registry knows that name at (`believeFrom`).
+ *
+ * What the registry says (announced ids, addresses) is an input to these rules, never a
+ * dependency: presence is a hint.
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { fingerprint } from "../domain/Fingerprint.ts"
+import type { Peer } from "../domain/Peer.ts"
+import { usernameKey } from "../domain/Presence.ts"
+import { idToKey, keyId } from "../services/Crypto.ts"
+import { History, type HistoryError } from "../services/History.ts"
+
+/** Who a secure handshake authenticated: the name it claimed and the key it proved. */
+export interface Authenticated {
+  readonly username: string
+  readonly key: Uint8Array
+}
+
+export type TrustResult =
+  | { readonly _tag: "FirstUse" }
+  | { readonly _tag: "Match" }
+  | {
+    readonly _tag: "Changed"
+    readonly pinned: Uint8Array
+    readonly pinnedFingerprint: string
+    readonly presentedFingerprint: string
+  }
+
+export class TrustError extends Data.TaggedError("TrustError")<{
+  readonly reason: "NoKey" | "Storage"
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
+
+const sameBytes = (a: Uint8Array, b: Uint8Array): boolean =>
+  a.byteLength === b.byteLength && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0
+
+/**
+ * Compares `remoteKey` with the key pinned for `username` (case-folded). The first key seen
+ * for a name is pinned (FirstUse); a different key later is Changed, pins nothing, and is
+ * kept as the key that name presented.
+ */
+export const checkTrust = (username: string, remoteKey: Uint8Array): Effect.Effect<TrustResult, HistoryError, History> =>
+  Effect.gen(function*() {
+    const history = yield* History
+    const name = usernameKey(username)
+    const existing = yield* history.getPin(name)
+    // The first key seen is pinned in one statement: of two first sessions (even in two
+    // processes on one data dir) one pins, and the other compares with it.
+    const pinned = Option.isSome(existing) ? existing.value : yield* history.pinIfAbsent(name, remoteKey, yield* now)
+    if (sameBytes(pinned, remoteKey)) return Option.isSome(existing) ? { _tag: "Match" } as const : { _tag: "FirstUse" } as const
+    yield* history.setPresentedKey(name, remoteKey, yield* now)
+    return {
+      _tag: "Changed",
+      pinned,
+      pinnedFingerprint: fingerprint(pinned),
+      presentedFingerprint: fingerprint(remoteKey)
+    } as const
+  })
+
+/** Pins `key` for `username` (case-folded), replacing any pinned key. */
+export const trust = (username: string, key: Uint8Array): Effect.Effect<void, HistoryError, History> =>
+  Effect.gen(function*() {
+    yield* (yield* History).setPin(usernameKey(username), key, yield* now)
+  })
+
+/** A session refused because its name's key changed: what the user is told, and the key for `trust`. */
+export interface KeyChanged {
+  readonly username: string
+  readonly presentedKey: Uint8Array
+  readonly message: string
+}
+
+const keyChanged = (
+  username: string,
+  presentedKey: Uint8Array,
+  changed: { readonly pinnedFingerprint: string; readonly presentedFingerprint: string }
+): KeyChanged => ({
+  username,
+  presentedKey,
+  message: `refusing the secure session: ${username}'s key has CHANGED. ` +
+      `Pinned fingerprint:    ${changed.pinnedFingerprint}. ` +
+      `Presented fingerprint: ${changed.presentedFingerprint}. ` +
+      `Someone may be impersonating ${username}, or ${username} made a new identity. ` +
+      `Compare the fingerprint with ${username} in person or by phone, then run \`trust ${username}\` to accept the new key.`
+})
+
+/** The pinned key of a name that announces another one: secure messages to it wait. */
+export interface PinMismatch {
+  readonly pinnedFingerprint: string
+  readonly announcedFingerprint: string
+}
+
+export class Trust extends Context.Service<Trust, {
+  /**
+   * The rule that decides a secure session, once its handshake proved `peer`'s key: none
+   * to accept it, or why it is refused.
+   */
+  readonly verifySession: (peer: Authenticated) => Effect.Effect<Option.Option<KeyChanged>, HistoryError>
+  /**
+   * `trust USER`: pins the key USER proved in the last session refused for a changed key;
+   * failing that, `announcedId` (the key USER announces now, which the user compared).
+   * Returns the fingerprint now pinned.
+   */
+  readonly trustPeer: (username: string, announcedId: string | undefined) => Effect.Effect<string, TrustError>
+  /** Whether `peer` announces a key other than the one pinned for its name. */
+  readonly pinnedMismatch: (peer: Peer) => Effect.Effect<Option.Option<PinMismatch>>
+  readonly pinned: (username: string) => Effect.Effect<Option.Option<Uint8Array>, HistoryError>
+  readonly presented: (username: string) => Effect.Effect<Option.Option<Uint8Array>, HistoryError>
+}>()("p2pchat/Trust") {}
+
+/**
+ * Whether a plain message's `from` names its sender: only when the registry does not know
+ * that name (`claimed` none) or knows it at the sender's own address.
+ */
+export const believeFrom = (claimed: Option.Option<Peer>, address: string): boolean =>
+  Option.isNone(claimed) || claimed.value.address === address
+
+export const make = Effect.gen(function*() {
+  const history = yield* History
+  const withHistory = <A, E>(effect: Effect.Effect<A, E, History>) => Effect.provideService(effect, History, history)
+
+  const verifySession = (peer: Authenticated) =>
+    Effect.map(withHistory(checkTrust(peer.username, peer.key)), (result) =>
+      result._tag === "Changed" ? Option.some(keyChanged(peer.username, peer.key, result)) : Option.none())
+
+  const trustPeer = (username: string, announcedId: string | undefined) =>
+    Effect.gen(function*() {
+      const name = usernameKey(username)
+      const presented = yield* history.presentedKey(name)
+      const announced = announcedId !== undefined ? Option.some(idToKey(announcedId)) : Option.none()
+      const key = Option.isSome(presented) ? presented : announced
+      if (Option.isNone(key)) {
+        return yield* new TrustError({
+          reason: "NoKey",
+          message: `no key to trust for ${username}: it has presented no new key in a secure session and announces none now`
+        })
+      }
+      yield* withHistory(trust(name, key.value))
+      yield* history.setPresentedKey(name, undefined, yield* now)
+      return fingerprint(key.value)
+    }).pipe(
+      Effect.catchTag("HistoryError", (e) => Effect.fail(new TrustError({ reason: "Storage", message: e.message, cause: e })))
+    )
+
+  const pinnedMismatch = (peer: Peer): Effect.Effect<Option.Option<PinMismatch>> =>
+    Effect.gen(function*() {
+      if (peer.id === undefined) return Option.none()
+      const pin = yield* history.getPin(peer.key).pipe(Effect.orElseSucceed(() => Option.none<Uint8Array>()))
+      if (Option.isNone(pin) || keyId(pin.value) === peer.id) return Option.none()
+      return Option.some({ pinnedFingerprint: fingerprint(pin.value), announcedFingerprint: fingerprint(idToKey(peer.id)) })
+    })
+
+  return Trust.of({
+    verifySession,
+    trustPeer,
+    pinnedMismatch,
+    pinned: (username) => history.getPin(usernameKey(username)),
+    presented: (username) => history.presentedKey(usernameKey(username))
+  })
+})
+
+export const layer: Layer.Layer<Trust, never, History> = Layer.effect(Trust, make)
