@@ -9,6 +9,7 @@
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -18,6 +19,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { Mode } from "../domain/Mode.ts"
 import type { Peer } from "../domain/Peer.ts"
+import type { Target } from "./text.ts"
 import * as Classic3des from "../dialects/classic3des.ts"
 import * as ClassicPlain from "../dialects/classicPlain.ts"
 import type { OutgoingMessage, OutgoingSession } from "../dialects/Dialect.ts"
@@ -38,7 +40,7 @@ import { handshakeTimeoutOf, InitiatorTuning, secondsText } from "./Tuning.ts"
 import * as Text from "./text.ts"
 
 interface Link {
-  readonly key: string
+  readonly key: LinkKey
   readonly session: OutgoingSession
   readonly acks: Map<string, Deferred.Deferred<void, SessionError>>
   open: boolean
@@ -50,12 +52,27 @@ export class Links extends Context.Service<Links, {
   /** Closes the links to a peer (by registry key), or to every peer. */
   readonly close: (peerKey?: string) => Effect.Effect<void>
   /** Peers a secure session was just opened to (what waited for one can go now). */
-  readonly secureOpened: Effect.Effect<Stream.Stream<Peer>, never, Scope.Scope>
+  readonly secureOpened: Effect.Effect<Stream.Stream<Target>, never, Scope.Scope>
 }>()("p2pchat/Links") {}
 
-const isClassicPeer = (peer: Peer) => peer.proto !== "p2pchat/1"
+const isClassicPeer = (peer: Target) => peer.proto !== "p2pchat/1"
 
-const keyOf = (peer: Peer, mode: Mode) => `${peer.key}\u0000${mode}\u0000${peer.address}:${peer.port}\u0000${peer.id ?? ""}`
+/**
+ * What a link is for and where it goes, compared by value: a peer that moves or announces
+ * another key gets a new link. It carries what opening the link needs.
+ */
+class LinkKey extends Data.Class<Target & { readonly mode: Mode }> {}
+
+const keyOf = (peer: Peer, mode: Mode) =>
+  new LinkKey({
+    key: peer.key,
+    mode,
+    username: peer.username,
+    address: peer.address,
+    port: peer.port,
+    id: peer.id,
+    proto: peer.proto
+  })
 
 const monotonicMillis = Effect.map(Clock.monotonicTimeNanos, (n) => Number(n / 1_000_000n))
 
@@ -63,7 +80,7 @@ const monotonicMillis = Effect.map(Clock.monotonicTimeNanos, (n) => Number(n / 1
 const makePacer = (pauseMs: number) => {
   /** Monotonic ms of the last frame written to each classic peer. */
   const lastWrite = new Map<string, number>()
-  const pace = (peer: Peer): Pace => (write) =>
+  const pace = (peer: Target): Pace => (write) =>
     Effect.gen(function*() {
       const wait = (lastWrite.get(peer.key) ?? 0) + pauseMs - (yield* monotonicMillis)
       if (wait > 0) yield* Effect.sleep(wait)
@@ -86,7 +103,7 @@ const SessionDeps = Effect.gen(function*() {
 type SessionDeps = Effect.Success<typeof SessionDeps>
 
 /** The Noise handshake to `peer`, as this node's name, expecting the name and key it announced. */
-const handshake = ({ config, crypto, trust, tuning }: SessionDeps, peer: Peer, ch: FrameChannel) =>
+const handshake = ({ config, crypto, trust, tuning }: SessionDeps, peer: Target, ch: FrameChannel) =>
   Effect.gen(function*() {
     const ownName = config.name
     if (ownName === undefined) return yield* new SendError({ reason: "Refused", message: Text.NO_NAME_FOR_SECURE })
@@ -112,7 +129,7 @@ const handshake = ({ config, crypto, trust, tuning }: SessionDeps, peer: Peer, c
   })
 
 /** The dialect of `mode` to `peer` (a p2pchat or a classic one), on a dialed connection. */
-const sessionOf = (deps: SessionDeps, pace: Pace, peer: Peer, mode: Mode, ch: FrameChannel) => {
+const sessionOf = (deps: SessionDeps, pace: Pace, peer: Target, mode: Mode, ch: FrameChannel) => {
   switch (mode) {
     case "noise":
       return handshake(deps, peer, ch)
@@ -178,7 +195,7 @@ const warnSessionFault = (events: Events["Service"], e: SessionError) =>
 const isLost = (e: SendError | SessionError): e is SessionError => e._tag === "SessionError" && e.reason !== "Timeout"
 
 /** A link lost under a send (not a peer that stayed silent) is tried once more, on a new connection. */
-const retryLostOnce = (once: Effect.Effect<void, SendError | SessionError>, peer: Peer): Effect.Effect<void, SendError> =>
+const retryLostOnce = (once: Effect.Effect<void, SendError | SessionError>, peer: Target): Effect.Effect<void, SendError> =>
   once.pipe(
     Effect.catchIf(isLost, () => once),
     Effect.mapError((e) => e._tag === "SessionError" ? Text.sendFailed(peer, e) : e)
@@ -190,10 +207,8 @@ export const make = Effect.gen(function*() {
   const events = yield* Events
   const stats = yield* Stats
   const layerScope = yield* Effect.scope
-  const opened = yield* PubSub.unbounded<Peer>()
+  const opened = yield* PubSub.unbounded<Target>()
   const pacer = makePacer(deps.tuning.classicPauseMs)
-  /** The peer each link key was asked for: the lookup opens to it. */
-  const peers = new Map<string, { readonly peer: Peer; readonly mode: Mode }>()
 
   /**
    * Closes a link for good and takes it out of the map, so the next send dials anew. Its
@@ -214,9 +229,9 @@ export const make = Effect.gen(function*() {
   const readerEnded = (link: Link) => (e: SessionError) =>
     Effect.andThen(link.open && link.session.mode === "noise" ? warnSessionFault(events, e) : Effect.void, drop(link, e, "reader"))
 
-  const open = (key: string): Effect.Effect<Link, SendError, Scope.Scope> =>
+  const open = (key: LinkKey): Effect.Effect<Link, SendError, Scope.Scope> =>
     Effect.gen(function*() {
-      const { peer, mode } = peers.get(key)!
+      const { mode, ...peer } = key
       const ch = yield* transport.dial(peer.address, peer.port, deps.tuning.connectTimeoutMs).pipe(
         Effect.mapError((e) =>
           new SendError({ reason: "Unreachable", cause: e, message: `cannot reach ${peer.username}: ${e.message}${Text.keptNote(peer)}` })
@@ -234,12 +249,11 @@ export const make = Effect.gen(function*() {
       return link
     })
 
-  const map: RcMap.RcMap<string, Link, SendError> = yield* RcMap.make({ lookup: open, idleTimeToLive: deps.config.idleTimeoutMs })
+  const map: RcMap.RcMap<LinkKey, Link, SendError> = yield* RcMap.make({ lookup: open, idleTimeToLive: deps.config.idleTimeoutMs })
 
   const deliver = (peer: Peer, mode: Mode, m: OutgoingMessage): Effect.Effect<void, SendError> => {
     const key = keyOf(peer, mode)
     const once: Effect.Effect<void, SendError | SessionError> = Effect.scoped(Effect.gen(function*() {
-      peers.set(key, { peer, mode })
       const link = yield* RcMap.get(map, key).pipe(Effect.tapError(() => RcMap.invalidate(map, key)))
       yield* sendOn(link, m, deps.tuning.ackTimeoutMs).pipe(Effect.tapError((e) => drop(link, e, "send")))
     }))
@@ -249,7 +263,7 @@ export const make = Effect.gen(function*() {
   const close = (peerKey?: string) =>
     Effect.gen(function*() {
       for (const key of yield* RcMap.keys(map)) {
-        if (peerKey === undefined || key.startsWith(`${peerKey}\u0000`)) yield* RcMap.invalidate(map, key)
+        if (peerKey === undefined || key.key === peerKey) yield* RcMap.invalidate(map, key)
       }
       if (peerKey !== undefined) pacer.forget(peerKey)
     })

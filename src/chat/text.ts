@@ -9,12 +9,15 @@ import { SendError } from "./SendError.ts"
 export const NO_NAME_FOR_SECURE =
   "a secure session proves your username to the peer, and this node has none; start it with --name"
 
-const where = (peer: Peer) => `${peer.username} (${peer.address}:${peer.port})`
+/** What the sending side knows of a peer it writes to. */
+export type Target = Pick<Peer, "key" | "username" | "address" | "port" | "id" | "proto">
 
-const isClassicPeer = (peer: Peer) => peer.proto !== "p2pchat/1"
+const where = (peer: Target) => `${peer.username} (${peer.address}:${peer.port})`
+
+const isClassicPeer = (peer: Target) => peer.proto !== "p2pchat/1"
 
 /** What becomes of a message to `peer` that did not go now. */
-export const keptNote = (peer: Peer): string =>
+export const keptNote = (peer: Target): string =>
   isClassicPeer(peer) ? "" : `; the message is kept and sent again when ${peer.username} announces`
 
 /** A session that failed by itself (decryption, handshake, trust), not by its connection. */
@@ -26,7 +29,7 @@ export const noAck = (seconds: string) =>
   new SessionError({ reason: "Timeout", message: `did not acknowledge the message within ${seconds}` })
 
 /** What a failed secure handshake means for the user. */
-export const handshakeFailed = (peer: Peer, e: SessionError): SendError => {
+export const handshakeFailed = (peer: Target, e: SessionError): SendError => {
   if (e.reason === "KeyChanged") {
     const name = e.username ?? peer.username
     return new SendError({
@@ -47,11 +50,11 @@ export const handshakeFailed = (peer: Peer, e: SessionError): SendError => {
   return new SendError({ reason: "Refused", cause: e, message: `${where(peer)}: ${e.message}${keptNote(peer)}` })
 }
 
-export const handshakeTimeout = (peer: Peer, ms: number) =>
+export const handshakeTimeout = (peer: Target, ms: number) =>
   `${where(peer)} did not complete the secure handshake within ${ms / 1000} s${keptNote(peer)}`
 
 /** A send that failed on its link (after one more try on a new connection where it was lost). */
-export const sendFailed = (peer: Peer, e: SessionError): SendError =>
+export const sendFailed = (peer: Target, e: SessionError): SendError =>
   e.reason === "Timeout"
     ? new SendError({
       reason: "Timeout",
@@ -79,7 +82,7 @@ export const storageAdvice = (problem: string, dataDir: string): string =>
     : `fix the permissions of the data dir (${dataDir}) and its database`
 
 export const pinMismatch = (
-  peer: Peer,
+  peer: Target,
   count: number,
   m: { readonly pinnedFingerprint: string; readonly announcedFingerprint: string }
 ) =>
