@@ -1,6 +1,7 @@
 /**
  * The p2pchat command line (CLI.md): parses the command line, picks a layer, runs it.
- * Exit codes: 0 done, 1 failed (the message says why), 2 usage error.
+ * Exit codes: 0 done, 1 failed (the message says why), 2 usage error, 130 stopped by a signal;
+ * the process exits only once everything it printed has been written (`flushOutput`).
  *
  * Start-up time: this module imports only what parsing the command line and `--help` need,
  * by deep path (`effect/Effect`, not the `effect` barrel: a name taken from the barrel
@@ -16,6 +17,7 @@ import * as GlobalFlag from "effect/cli/GlobalFlag"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Runtime from "effect/Runtime"
 import * as Stream from "effect/Stream"
 import * as readline from "node:readline/promises"
 import { CLASSIC_WARNING } from "./domain/Classic.ts"
@@ -298,6 +300,36 @@ const root = Command.make("p2pchat", options, runNode).pipe(
 const errorMessage = (e: unknown): string =>
   typeof e === "object" && e !== null && "message" in e && typeof e.message === "string" ? e.message : String(e)
 
+/**
+ * Resolves once everything written to `stream` so far has been handed to the system, or
+ * the stream failed (EPIPE: the reader has gone, so nothing more can be delivered).
+ *
+ * Writes to a pipe are asynchronous on every Node (what the pipe cannot take at once waits
+ * in the process until the reader reads), and `process.exit` drops whatever still waits:
+ * `p2pchat history --json | jq` got an array cut mid-string. A write's callback runs once
+ * that write and every write before it are done, whoever made them (printLine, the
+ * console, effect/cli's help, the logger), so an empty write marks "all until now".
+ * Files and terminals are written synchronously: there the callback comes at once.
+ */
+const flushed = (stream: NodeJS.WriteStream): Promise<void> =>
+  new Promise((resolve) => {
+    if (stream.destroyed || stream.writableEnded) return resolve()
+    // an error ends the wait; it must not be thrown as uncaught while the process exits
+    stream.on("error", () => resolve())
+    stream.write("", () => resolve())
+  })
+
+/** stdout and stderr, written out. */
+const flushOutput = (): Promise<void> => Promise.all([flushed(process.stdout), flushed(process.stderr)]).then(() => {})
+
+/**
+ * Exits with `code` once the output is written. The exit itself stays explicit: a command
+ * may leave handles open (stdin, sockets of layers being torn down) that would keep the
+ * process alive.
+ */
+const exitWith = (code: number) =>
+  Effect.promise(flushOutput).pipe(Effect.andThen(Effect.sync(() => process.exit(code))))
+
 const program = Command.runWith(root, { version: VERSION })(process.argv.slice(2)).pipe(
   Effect.as(0),
   Effect.catch((e: unknown) => {
@@ -312,11 +344,21 @@ const program = Command.runWith(root, { version: VERSION })(process.argv.slice(2
       return usage ? 2 : 1
     })
   }),
-  Effect.flatMap((code) => Effect.sync(() => process.exit(code))),
+  Effect.flatMap(exitWith),
   Effect.provide(Layer.mergeAll(
     NodeServices.layer,
     Layer.succeed(CliConfig.CliConfig, { builtIns: [GlobalFlag.Help, GlobalFlag.Version] })
   ))
 )
 
-NodeRuntime.runMain(program as Effect.Effect<void>)
+// A reader that goes away early (`p2pchat history | head -1`) is not an error of p2pchat:
+// what it did not read is not wanted, so the command ends quietly, as Unix tools do.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(0)
+})
+
+// Stopped by SIGINT or SIGTERM (or a defect), the program does not reach exitWith: runMain
+// exits with 130 (or 1) from its teardown, here after the output is written as well.
+NodeRuntime.runMain(program as Effect.Effect<void>, {
+  teardown: (exit, onExit) => Runtime.defaultTeardown(exit, (code) => void flushOutput().then(() => onExit(code)))
+})
