@@ -9,8 +9,9 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { pathToFileURL } from "node:url"
 import { parseArgs } from "node:util"
-import { bundleDriver, ROOT } from "./lib/build.mjs"
+import { bundleDriver, bundleSql, ROOT } from "./lib/build.mjs"
 import { checkNoise } from "./lib/noise-check.mjs"
 import { killAllNow, rssMB, runJson, sleep, spawnTracked, stop, stopAll, waitFor, waitForPorts } from "./lib/proc.mjs"
 import { median, summary } from "./lib/stats.mjs"
@@ -295,7 +296,7 @@ const idleRss = async () => {
   const p2p = await Promise.all(nodes.map(settledRss))
   const base = await Promise.all(servers.map(settledRss))
   await Promise.all([...nodes, ...servers].map((c) => stop(c)))
-  record("idle-rss", p2p, base, `baseline: the idle baseline server (node:net + better-sqlite3)`)
+  record("idle-rss", p2p, base, `baseline: the idle baseline server (node:net + SQLite)`)
 }
 
 const registryMemory = async () => {
@@ -525,6 +526,9 @@ const STEPS = [
 
 const main = async () => {
   log(`${QUICK ? "quick smoke run" : "full run"}; temporary data in ${TMP}`)
+  // before any baseline process: they open their database through this bundle (bench/baseline/db.mjs)
+  const { chosenBackend } = await import(pathToFileURL(await bundleSql()).href)
+  log(`SQLite backend of p2pchat and the baseline: ${chosenBackend()}`)
   try {
     log(`baseline Noise checked against ${checkNoise()} published vectors`)
   } catch (e) {

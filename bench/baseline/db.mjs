@@ -4,12 +4,18 @@
 // fsync, where the Store commits with NORMAL and fsyncs explicitly (Store.durable) where a
 // promise is made; bench/README.md says why the baseline keeps FULL. Every statement is
 // prepared once. bench/drivers/fsync.mjs measures one of these FULL commits (fsync-p99).
+//
+// SQLite through p2pchat's own seam (src/services/Sql.ts, bundled by bench/lib/build.mjs
+// into dist/bench/sql.js), so that the baseline runs on the backend p2pchat runs on
+// (node:sqlite or better-sqlite3, P2PCHAT_SQLITE): the same SQLite library on both sides.
+// bench/run.mjs bundles it first; run alone, this module bundles it when it is missing.
 import * as fs from "node:fs"
-import { createRequire } from "node:module"
 import * as path from "node:path"
 
-const require = createRequire(import.meta.url)
-const Database = require("better-sqlite3")
+const SQL_BUNDLE = new URL("../../dist/bench/sql.js", import.meta.url)
+// esbuild is loaded only when the bundle is missing: a measured baseline process never loads it
+if (!fs.existsSync(SQL_BUNDLE)) await (await import("../lib/build.mjs")).bundleSql()
+const { openSql } = await import(SQL_BUNDLE.href)
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS messages (
@@ -34,7 +40,7 @@ const SCHEMA = `
 
 export const openDb = (dir) => {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
-  const db = new Database(path.join(dir, "baseline.db"), { timeout: 5000 })
+  const db = openSql(path.join(dir, "baseline.db"), { timeoutMs: 5000 })
   db.pragma("busy_timeout = 5000")
   db.pragma("journal_mode = WAL")
   db.pragma("synchronous = FULL")
@@ -56,14 +62,14 @@ export const openDb = (dir) => {
   return {
     db,
     /** Stores an incoming message once; true when new. */
-    received: (id, peer, text, mode) => insertReceived.run(id, peer, text, new Date().toISOString(), mode).changes > 0,
-    sent: (id, peer, text, mode) => insertSent.run(id, peer, text, new Date().toISOString(), mode),
-    delivered: (id, peer) => setDelivered.run(peer, id),
+    received: (id, peer, text, mode) => insertReceived.run([id, peer, text, new Date().toISOString(), mode]).changes > 0,
+    sent: (id, peer, text, mode) => insertSent.run([id, peer, text, new Date().toISOString(), mode]),
+    delivered: (id, peer) => setDelivered.run([peer, id]),
     /** Trust on first use: true when the key matches the pinned one (pinning it the first time). */
     trust: (username, key) => {
-      const row = getPin.get(username)
+      const row = getPin.get([username])
       if (row === undefined) {
-        setPin.run(username, key, new Date().toISOString())
+        setPin.run([username, key, new Date().toISOString()])
         return true
       }
       return Buffer.compare(row.public_key, key) === 0

@@ -34,7 +34,7 @@ const mode = db.pragma("journal_mode", { simple: true })
 const sync = db.pragma("synchronous", { simple: true })
 if (mode !== "wal" || sync !== 2) throw new Error(`expected journal_mode wal and synchronous FULL (2), got ${mode} and ${sync}`)
 
-const commit = db.transaction(() => store.sent(randomUUID(), "bob", KIB_TEXT, "noise"))
+const commit = () => db.transaction(() => store.sent(randomUUID(), "bob", KIB_TEXT, "noise"))
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const interval = 1000 / Number(opt.rate)

@@ -15,7 +15,6 @@
  * is promised anything about it, so it is never made durable on its own account.
  */
 import * as path from "node:path"
-import type Database from "better-sqlite3"
 import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
@@ -23,6 +22,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import type { SqlDb } from "../services/Sql.ts"
 import { Store } from "../services/Store.ts"
 import { Stats, type StatsSnapshot } from "./Stats.ts"
 
@@ -88,19 +88,19 @@ const decodeSaved = Schema.decodeUnknownSync(Schema.fromJsonString(SavedSchema))
 
 const UPSERT = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 
-/** Saves a snapshot (throws what better-sqlite3 throws: a full disk, a locked database). */
-export const writeSaved = (db: Database.Database, saved: SavedStats): void => {
-  db.prepare(UPSERT).run(STATS_KEY, JSON.stringify(saved))
+/** Saves a snapshot (throws what SQLite throws: a full disk, a locked database). */
+export const writeSaved = (db: SqlDb, saved: SavedStats): void => {
+  db.prepare<[string, string]>(UPSERT).run([STATS_KEY, JSON.stringify(saved)])
 }
 
 /** The saved snapshot, or undefined when none was saved; throws when it is unreadable. */
-export const readSaved = (db: Database.Database): SavedStats | undefined => {
-  const row = db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?").get(STATS_KEY)
+export const readSaved = (db: SqlDb): SavedStats | undefined => {
+  const row = db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?").get([STATS_KEY])
   return row === undefined ? undefined : decodeSaved(row.value)
 }
 
 /** Outgoing messages still pending in the history (the `messages_pending` index answers it). */
-export const pendingCount = (db: Database.Database): number =>
+export const pendingCount = (db: SqlDb): number =>
   db.prepare<[], { n: number }>("SELECT count(*) AS n FROM messages WHERE direction = 'sent' AND state = 'pending'").get()?.n ?? 0
 
 /** Whether the node that saved `saved` runs, judged at `nowMs`. */
@@ -158,7 +158,7 @@ export const readStats = (store: Store["Service"], nowMs: number): Effect.Effect
  * save is HEARTBEAT_MS old, or always with `stopped`. A failure (a full disk) is logged when
  * saving starts failing and when it works again, not at every attempt.
  */
-const makeSave = (db: Database.Database, stats: Stats["Service"]) => {
+const makeSave = (db: SqlDb, stats: Stats["Service"]) => {
   let last: StatsSnapshot | undefined
   let lastAt = Number.NEGATIVE_INFINITY
   let failures = 0

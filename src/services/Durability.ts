@@ -37,7 +37,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import type Database from "better-sqlite3"
+import type { SqlDb } from "./Sql.ts"
 import { errorCode, errorMessage, StoreError } from "./StoreError.ts"
 import type { Opened } from "./StoreOpen.ts"
 
@@ -69,11 +69,11 @@ interface WalHandle {
 }
 
 export interface GroupSync {
-  readonly db: Database.Database
+  readonly db: SqlDb
   readonly file: string
   readonly walFile: string
   readonly dir: string
-  readonly totalChanges: Database.Statement<[], number>
+  readonly totalChanges: () => number
   readonly fsync: FsyncFn
   running: Round | undefined
   next: Round | undefined
@@ -108,7 +108,7 @@ const call = <A>(f: (callback: (err: NodeJS.ErrnoException | null, a: A) => void
 /** What a round starting now would cover: total_changes(), NaN inside a transaction. */
 const marker = (g: GroupSync): number => {
   try {
-    return g.db.inTransaction ? Number.NaN : g.totalChanges.get()!
+    return g.db.inTransaction ? Number.NaN : g.totalChanges()
   } catch {
     return Number.NaN // closed: a round then finds the rows in the db file or the WAL
   }

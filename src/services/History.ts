@@ -21,13 +21,13 @@
  *   `pinIfAbsent` also when the key was pinned already, perhaps by a concurrent call whose
  *   fsync is still running).
  */
-import type Database from "better-sqlite3"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { WellFormed } from "../domain/Presence.ts"
+import type { SqlDb } from "./Sql.ts"
 import { Store, type StoreShape } from "./Store.ts"
 
 export type Mode = "plain" | "classic-3des" | "noise"
@@ -108,7 +108,8 @@ type MessageRow = HistoryEntry
 
 interface PinRow {
   readonly username: string
-  readonly public_key: Buffer
+  /** a Buffer from better-sqlite3, a Uint8Array from node:sqlite */
+  readonly public_key: Uint8Array
   readonly pinned_at: string
 }
 
@@ -120,7 +121,6 @@ const attempt = <A>(what: string, f: () => A): Effect.Effect<A, HistoryError> =>
 
 /** A copy: Buffers handed out by better-sqlite3 may share a pooled ArrayBuffer. */
 const toBytes = (b: Uint8Array): Uint8Array => new Uint8Array(b)
-const toBuffer = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength)
 
 /** `write`, then the fsync that makes it survive a power cut (see the header). */
 const durably = <A>(durable: StoreShape["durable"], what: string, write: () => A): Effect.Effect<A, HistoryError> =>
@@ -129,7 +129,7 @@ const durably = <A>(durable: StoreShape["durable"], what: string, write: () => A
   )
 
 /** Every statement History runs, prepared once, here; the methods only bind and run. */
-const prepare = (db: Database.Database) => ({
+const prepare = (db: SqlDb) => ({
   insertSent: db.prepare<{ id: string; peer: string; text: string; at: string; mode: Mode }>(
     `INSERT INTO messages (id, peer, direction, text, at, mode, state)
      VALUES (@id, @peer, 'sent', @text, @at, @mode, 'pending')`
@@ -165,17 +165,17 @@ const prepare = (db: Database.Database) => ({
   selectPin: db.prepare<{ username: string }, Pick<PinRow, "public_key">>(
     `SELECT public_key FROM pins WHERE username = @username`
   ),
-  upsertPin: db.prepare<{ username: string; key: Buffer; at: string }>(
+  upsertPin: db.prepare<{ username: string; key: Uint8Array; at: string }>(
     `INSERT INTO pins (username, public_key, pinned_at) VALUES (@username, @key, @at)
      ON CONFLICT (username) DO UPDATE SET public_key = excluded.public_key, pinned_at = excluded.pinned_at`
   ),
-  insertPinIfAbsent: db.prepare<{ username: string; key: Buffer; at: string }>(
+  insertPinIfAbsent: db.prepare<{ username: string; key: Uint8Array; at: string }>(
     `INSERT INTO pins (username, public_key, pinned_at) VALUES (@username, @key, @at) ON CONFLICT (username) DO NOTHING`
   ),
-  selectPresented: db.prepare<{ username: string }, { public_key: Buffer }>(
+  selectPresented: db.prepare<{ username: string }, { public_key: Uint8Array }>(
     `SELECT public_key FROM presented_keys WHERE username = @username`
   ),
-  upsertPresented: db.prepare<{ username: string; key: Buffer; at: string }>(
+  upsertPresented: db.prepare<{ username: string; key: Uint8Array; at: string }>(
     `INSERT INTO presented_keys (username, public_key, presented_at) VALUES (@username, @key, @at)
      ON CONFLICT (username) DO UPDATE SET public_key = excluded.public_key, presented_at = excluded.presented_at`
   ),
@@ -233,7 +233,7 @@ const keyMethods = (s: Statements, durable: StoreShape["durable"]): Omit<History
     }),
   pinIfAbsent: (username, key, at) =>
     durably(durable, `could not store pinned key of ${username}`, () => {
-      s.insertPinIfAbsent.run({ username, key: toBuffer(key), at: at.toISOString() })
+      s.insertPinIfAbsent.run({ username, key, at: at.toISOString() })
       return toBytes(s.selectPin.get({ username })!.public_key)
     }),
   presentedKey: (username) =>
@@ -244,11 +244,11 @@ const keyMethods = (s: Statements, durable: StoreShape["durable"]): Omit<History
   setPresentedKey: (username, key, at) =>
     durably(durable, `could not store the key ${username} presented`, () => {
       if (key === undefined) s.deletePresented.run({ username })
-      else s.upsertPresented.run({ username, key: toBuffer(key), at: at.toISOString() })
+      else s.upsertPresented.run({ username, key, at: at.toISOString() })
     }),
   setPin: (username, key, at) =>
     durably(durable, `could not store pinned key of ${username}`, () => {
-      s.upsertPin.run({ username, key: toBuffer(key), at: at.toISOString() })
+      s.upsertPin.run({ username, key, at: at.toISOString() })
     }),
   pins: () =>
     attempt("could not read pinned keys", (): ReadonlyArray<Pin> =>
@@ -259,7 +259,7 @@ const keyMethods = (s: Statements, durable: StoreShape["durable"]): Omit<History
       })))
 })
 
-const makeHistory = (db: Database.Database, durable: StoreShape["durable"]): HistoryShape => {
+const makeHistory = (db: SqlDb, durable: StoreShape["durable"]): HistoryShape => {
   const statements = prepare(db)
   return { ...messageMethods(statements), ...keyMethods(statements, durable) }
 }

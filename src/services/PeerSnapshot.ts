@@ -59,7 +59,7 @@ interface Row {
  * peers online forever.
  */
 export const readSnapshot = (store: Store["Service"], timers: Timers, now: Date): ReadonlyArray<Peer> => {
-  const rows = store.db.prepare("SELECT * FROM peers ORDER BY username").all() as Array<Row>
+  const rows = store.db.prepare<[], Row>("SELECT * FROM peers ORDER BY username").all()
   const peers: Array<Peer> = []
   for (const r of rows) {
     const age = now.getTime() - Date.parse(r.last_seen)
@@ -109,7 +109,7 @@ const peerRow = (p: Peer) => ({
  */
 const makeFlush = (db: Store["Service"]["db"], registry: PeerRegistry["Service"]): Effect.Effect<void> => {
   const upsert = db.prepare(UPSERT_PEER)
-  const remove = db.prepare("DELETE FROM peers WHERE username = ?")
+  const remove = db.prepare<[string]>("DELETE FROM peers WHERE username = ?")
   // What was last written, per peer, so a flush writes only what changed.
   const written = new Map<string, Peer>()
   let failures = 0
@@ -126,8 +126,8 @@ const makeFlush = (db: Store["Service"]["db"], registry: PeerRegistry["Service"]
     yield* Effect.try(() =>
       db.transaction(() => {
         for (const p of changed) upsert.run(peerRow(p))
-        for (const k of gone) remove.run(k)
-      })()
+        for (const k of gone) remove.run([k])
+      })
     ).pipe(
       Effect.tap(() =>
         Effect.sync(() => {

@@ -23,12 +23,12 @@
  * covered.
  */
 import * as fs from "node:fs"
-import type Database from "better-sqlite3"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Durability from "./Durability.ts"
+import type { SqlDb } from "./Sql.ts"
 import { errorMessage, StoreError } from "./StoreError.ts"
 import { open } from "./StoreOpen.ts"
 
@@ -38,7 +38,8 @@ export { BUSY_TIMEOUT_MS, DB_FILE_NAME } from "./StoreOpen.ts"
 export { APPLICATION_ID, SCHEMA_VERSION } from "./StoreSchema.ts"
 
 export interface StoreShape {
-  readonly db: Database.Database
+  /** The connection (node:sqlite or better-sqlite3: see Sql.ts). */
+  readonly db: SqlDb
   /** The database file, absolute. */
   readonly file: string
   /**
@@ -83,7 +84,7 @@ export const make = (dataDir: string): Effect.Effect<StoreShape, StoreError, Sco
       }),
       ({ group, opened: { db } }) =>
         Effect.sync(() => {
-          if (db.open) db.close()
+          if (db.isOpen) db.close()
           Durability.close(group)
         })
     )

@@ -8,7 +8,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import Database from "better-sqlite3"
+import { openSql, type SqlDb, SqlUnavailable } from "./Sql.ts"
 import { CHOOSE_ANOTHER, errorCode, errorMessage, StoreError } from "./StoreError.ts"
 import { APPLICATION_ID, migrate, newerSchema, SCHEMA_VERSION } from "./StoreSchema.ts"
 
@@ -42,6 +42,8 @@ const fsReason = (e: unknown): string => {
 /** Turns whatever opening threw into a StoreError a user can act on. */
 const toStoreError = (dir: string, file: string, e: unknown): StoreError => {
   if (e instanceof StoreError) return e
+  // no SQLite backend on this runtime: its message says what to install or use
+  if (e instanceof SqlUnavailable) return new StoreError({ message: `cannot open database ${file}: ${e.message}` })
   const code = errorCode(e)
   const msg = errorMessage(e)
   if (code.startsWith("SQLITE_NOTADB") || code.startsWith("SQLITE_CORRUPT")) {
@@ -120,7 +122,7 @@ const ensureFileWritable = (file: string): void => {
 }
 
 /** Read-only checks: throws a StoreError for a file p2pchat must not touch. */
-const verifyIdentity = (db: Database.Database, file: string): void => {
+const verifyIdentity = (db: SqlDb, file: string): void => {
   // the first read of the header: a non-SQLite file fails here with SQLITE_NOTADB
   const appId = db.pragma("application_id", { simple: true }) as number
   const version = db.pragma("user_version", { simple: true }) as number
@@ -132,7 +134,7 @@ const verifyIdentity = (db: Database.Database, file: string): void => {
     })
   }
   if (version > SCHEMA_VERSION) throw newerSchema(file, version)
-  const check = db.pragma("quick_check") as ReadonlyArray<{ quick_check: string }>
+  const check = db.pragma("quick_check") as ReadonlyArray<{ readonly quick_check: string }>
   const problems = check.map((row) => row.quick_check).filter((s) => s !== "ok")
   if (problems.length > 0) {
     throw notADatabase(file, `quick_check: ${problems.slice(0, 3).join("; ")}`)
@@ -143,7 +145,7 @@ const verifyIdentity = (db: Database.Database, file: string): void => {
  * A read-only file (or file system) opens without complaint and fails only at the first
  * write; find out now, while the error can still name the file. The write is rolled back.
  */
-const probeWritable = (db: Database.Database): void => {
+const probeWritable = (db: SqlDb): void => {
   try {
     db.exec("BEGIN IMMEDIATE; DELETE FROM meta WHERE 0")
   } finally {
@@ -175,7 +177,7 @@ const headerSaysOurs = (file: string): boolean => {
 const verifyReadOnly = (file: string): void => {
   if (!fs.existsSync(file) || fs.statSync(file).size === 0) return
   const sideFiles = [`${file}-wal`, `${file}-shm`].filter((f) => !fs.existsSync(f))
-  const readOnly = new Database(file, { readonly: true, fileMustExist: true, timeout: BUSY_TIMEOUT_MS })
+  const readOnly = openSql(file, { readonly: true, fileMustExist: true, timeoutMs: BUSY_TIMEOUT_MS })
   try {
     verifyIdentity(readOnly, file)
   } finally {
@@ -185,10 +187,10 @@ const verifyReadOnly = (file: string): void => {
 }
 
 export interface Opened {
-  readonly db: Database.Database
+  readonly db: SqlDb
   readonly file: string
   /** Rows this connection has inserted, updated or deleted since it opened (SQLite's total_changes()). */
-  readonly totalChanges: Database.Statement<[], number>
+  readonly totalChanges: () => number
 }
 
 /**
@@ -211,10 +213,10 @@ export const open = (dataDir: string): Opened => {
   } catch (e) {
     throw toStoreError(dir, file, e)
   }
-  let db: Database.Database
+  let db: SqlDb
   try {
-    // the busy timeout, also set by PRAGMA below (better-sqlite3's own default happens to match)
-    db = new Database(file, { timeout: BUSY_TIMEOUT_MS })
+    // the busy timeout, also set by PRAGMA below
+    db = openSql(file, { timeoutMs: BUSY_TIMEOUT_MS })
   } catch (e) {
     throw toStoreError(dir, file, e)
   }
@@ -224,15 +226,15 @@ export const open = (dataDir: string): Opened => {
     // From here on the file is known to be ours (or new): writing is allowed.
     db.pragma("journal_mode = WAL")
     // NORMAL, not FULL: a commit appends to the WAL without waiting for an fsync (the
-    // event loop would wait with it: better-sqlite3 is synchronous). It survives a killed
-    // process at once, and a power cut once `durable` has fsynced the WAL; the callers
-    // call `durable` before they promise anything (an ack, "delivered"). See Store.ts.
+    // event loop would wait with it: both SQLite backends are synchronous). It survives a
+    // killed process at once, and a power cut once `durable` has fsynced the WAL; the
+    // callers call `durable` before they promise anything (an ack, "delivered"). See Store.ts.
     db.pragma("synchronous = NORMAL")
     db.pragma("foreign_keys = ON")
     migrate(db, file)
     probeWritable(db)
-    const totalChanges = db.prepare<[], number>("SELECT total_changes()").pluck()
-    return { db, file, totalChanges }
+    const changes = db.prepare<[], { n: number }>("SELECT total_changes() AS n")
+    return { db, file, totalChanges: () => changes.get()!.n }
   } catch (e) {
     try {
       db.close()

@@ -3,7 +3,7 @@
  * migration that brings a file up to it. Opening (StoreOpen.ts) runs `migrate` only once
  * the file is known to be ours (or new).
  */
-import type Database from "better-sqlite3"
+import type { SqlDb } from "./Sql.ts"
 import { CHOOSE_ANOTHER, StoreError } from "./StoreError.ts"
 
 /** "p2pc": marks the file as ours, so a foreign SQLite file is never migrated. */
@@ -76,9 +76,9 @@ export const newerSchema = (file: string, version: number): StoreError =>
   })
 
 /** Brings the file to SCHEMA_VERSION, one step (and one transaction) at a time. */
-export const migrate = (db: Database.Database, file: string): void => {
+export const migrate = (db: SqlDb, file: string): void => {
   for (;;) {
-    const step = db.transaction((): boolean => {
+    const stepped = db.transaction((): boolean => {
       // re-read inside the write lock: another process may have migrated meanwhile
       const current = db.pragma("user_version", { simple: true }) as number
       if (current > SCHEMA_VERSION) throw newerSchema(file, current)
@@ -87,7 +87,7 @@ export const migrate = (db: Database.Database, file: string): void => {
       db.pragma(`application_id = ${APPLICATION_ID}`)
       db.pragma(`user_version = ${current + 1}`)
       return true
-    })
-    if (!step.immediate()) return
+    }, "immediate")
+    if (!stepped) return
   }
 }

@@ -21,10 +21,8 @@
  * Loopback only: every node gets `--bind 127.0.0.x` and loopback targets, on free ports.
  * Every wait is bounded; every process is killed in afterEach (cleanup()).
  */
-import Database from "better-sqlite3"
 import { spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { createRequire } from "node:module"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
@@ -46,6 +44,7 @@ import {
   useBuiltCli,
   waitFor
 } from "../support/cli.ts"
+import { openInChild, openRaw } from "../support/sql.ts"
 
 const OTHER_LOOPBACK = "127.0.0.2"
 const DB = "p2pchat.db"
@@ -163,9 +162,9 @@ describe("a database p2pchat must not use: refused with what to do, never touche
 
   it("a foreign SQLite database (another program's tables)", async () => {
     const dir = tempDir("p2pchat-faults-foreign-")
-    const db = new Database(path.join(dir, DB))
+    const db = openRaw(path.join(dir, DB))
     db.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
-    db.prepare("INSERT INTO notes (body) VALUES (?)").run("someone else's data")
+    db.prepare("INSERT INTO notes (body) VALUES (?)").run(["someone else's data"])
     db.close()
     await refusesAll(dir, /not a p2pchat database/)
   })
@@ -177,10 +176,9 @@ describe("a database p2pchat must not use: refused with what to do, never touche
     // transactions live only in p2pchat.db-wal. Simulated in a child process that exits
     // without closing the database.
     const script = `
-      const Database = require(${JSON.stringify(createRequire(import.meta.url).resolve("better-sqlite3"))})
-      const db = new Database(${JSON.stringify(file)})
-      db.pragma("journal_mode = WAL")
-      db.pragma("wal_autocheckpoint = 0")
+      ${openInChild(file)}
+      db.exec("PRAGMA journal_mode = WAL")
+      db.exec("PRAGMA wal_autocheckpoint = 0")
       db.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
       for (let i = 0; i < 20; i++) db.prepare("INSERT INTO notes (body) VALUES (?)").run("note " + i)
       process.exit(0)

@@ -18,11 +18,11 @@
  * directly, as Discovery would. Every wait is bounded.
  */
 import { assert, describe, it } from "@effect/vitest"
-import Database from "better-sqlite3"
 import { Effect } from "effect"
 import type { NodeConfig } from "../../src/services/Config.ts"
 import type { SendError } from "../../src/chat/SendError.ts"
 import { LOOPBACK, meet, polls, sleep, startNode as startTestNode, type TestNode } from "../support/node.ts"
+import { openRaw } from "../support/sql.ts"
 
 /** Retries every 200 ms, so that "stored and sent once the disk has room" happens by itself. */
 const TUNING = { ackTimeoutMs: 500, connectTimeoutMs: 1000, classicPauseMs: 100, handshakeTimeoutMs: 1000, retryEveryMs: 200 }
@@ -142,10 +142,10 @@ describe("disk full or database locked on the sending side", () => {
     Effect.gen(function*() {
       const { alice, bob } = yield* pair()
       const before = rows(alice)
-      const file = alice.store.db.name
+      const file = alice.store.file
       alice.store.db.pragma("busy_timeout = 50")
-      const locker = new Database(file)
-      yield* Effect.addFinalizer(() => Effect.sync(() => locker.open && locker.close()))
+      const locker = openRaw(file)
+      yield* Effect.addFinalizer(() => Effect.sync(() => locker.close()))
       locker.exec("BEGIN EXCLUSIVE")
 
       const e = yield* sendError(alice, "bob", "while locked")

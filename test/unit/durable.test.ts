@@ -83,7 +83,7 @@ const openStore = (dir: string, spy: Spy) => Store.make(dir).pipe(Effect.provide
 /** Commits one row (its own transaction) and logs it as `who`'s commit. */
 const commit = (store: StoreShape, spy: Spy, who: string) =>
   Effect.sync(() => {
-    store.db.prepare("INSERT INTO meta (key, value) VALUES (?, ?)").run(who, "x")
+    store.db.prepare("INSERT INTO meta (key, value) VALUES (?, ?)").run([who, "x"])
     spy.log.push({ kind: "commit", who })
   })
 

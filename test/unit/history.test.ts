@@ -4,12 +4,12 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import Database from "better-sqlite3"
 import { Context, Effect, Layer, Option } from "effect"
 import * as History from "../../src/services/History.ts"
 import type { Mode } from "../../src/services/History.ts"
 import * as Store from "../../src/services/Store.ts"
 import { APPLICATION_ID, DB_FILE_NAME, SCHEMA_VERSION, StoreError } from "../../src/services/Store.ts"
+import { openInChild, openRaw } from "../support/sql.ts"
 
 /** A fresh temp dir, removed when the test's scope closes. */
 const tempDir = Effect.acquireRelease(
@@ -57,7 +57,7 @@ describe("Store", () => {
         assert.strictEqual(store.db.pragma("foreign_keys", { simple: true }), 1)
       }))
       assert.strictEqual(fs.statSync(dir).mode & 0o777, 0o700)
-      const raw = new Database(dbFile(dir), { readonly: true })
+      const raw = openRaw(dbFile(dir), { readonly: true })
       try {
         assert.strictEqual(raw.pragma("application_id", { simple: true }), APPLICATION_ID)
         assert.strictEqual(APPLICATION_ID, 0x70327063)
@@ -100,7 +100,7 @@ describe("Store", () => {
   it.effect("refuses a foreign SQLite database (other application_id, with a table) without modifying it", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      const raw = new Database(dbFile(dir))
+      const raw = openRaw(dbFile(dir))
       raw.pragma("application_id = 0x12345678")
       raw.exec("CREATE TABLE accounts (id INTEGER PRIMARY KEY, owner TEXT); INSERT INTO accounts VALUES (1, 'x')")
       raw.close()
@@ -117,7 +117,7 @@ describe("Store", () => {
   it.effect("refuses a SQLite database with tables and no application_id without modifying it", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      const raw = new Database(dbFile(dir))
+      const raw = openRaw(dbFile(dir))
       raw.exec("CREATE TABLE notes (body TEXT)")
       raw.close()
       const before = snapshot(dir)
@@ -162,7 +162,7 @@ describe("Store", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       yield* Effect.scoped(openNode(dir))
-      const raw = new Database(dbFile(dir))
+      const raw = openRaw(dbFile(dir))
       raw.pragma(`user_version = ${SCHEMA_VERSION + 1}`)
       raw.close()
       const before = snapshot(dir)
@@ -206,8 +206,7 @@ describe("Store", () => {
       const holdMs = 600
       // a second p2pchat process, e.g. `send` while `start` writes
       const script = `
-        const Database = require("better-sqlite3")
-        const db = new Database(${JSON.stringify(dbFile(dir))})
+        ${openInChild(dbFile(dir))}
         db.exec("BEGIN IMMEDIATE")
         db.prepare("INSERT INTO messages (id, peer, direction, text, at, mode, state) VALUES ('other', 'bob', 'sent', 'x', '2024-05-01T10:00:00.000Z', 'plain', 'pending')").run()
         process.stdout.write("locked\\n")
