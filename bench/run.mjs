@@ -206,7 +206,7 @@ const printTable = (table) => {
 // Processes
 
 /** A p2pchat node (`p2pchat start`), loopback only, ports chosen by the OS. */
-const startNode = async (name, { json = true, targets = [], extra = [], onEvent } = {}) => {
+const startNode = async (name, { json = true, targets = [], extra = [], onEvent, env } = {}) => {
   const args = [
     CLI, "start", "--name", name, "--bind", "127.0.0.1", "--udp-port", "0", "--tcp-port", "0",
     "--data-dir", freshDir(name), "--log-level", "warning", ...extra
@@ -215,6 +215,7 @@ const startNode = async (name, { json = true, targets = [], extra = [], onEvent 
   for (const t of targets) args.push("--target", `127.0.0.1:${t}`)
   const t0 = performance.now()
   const child = spawnTracked(NODE, args, {
+    env,
     onLine: (line) => {
       if (!onEvent || !line.startsWith("{")) return
       try {
@@ -509,6 +510,46 @@ const handshakes = async () => {
   record("handshakes-per-second", p2p.runs, base.runs, note)
 }
 
+/**
+ * The two SQLite backends on this runtime, when both load: secure throughput and ack
+ * latency of p2pchat with each (a responder and senders of that backend), runs alternating
+ * so that both see the same disk. A comparison, not a goal: it says which backend to prefer.
+ */
+const compareBackends = async (available) => {
+  if (available.length < 2) return `not compared: only ${available.join(", ")} loads on Node ${process.version}`
+  const driver = await bundleDriver("sender")
+  const t = SIZE.throughput
+  const l = SIZE.latency
+  const peers = {}
+  for (const backend of available) {
+    const bob = await startNode(`bob-${backend}`, { extra: ["--announce-every", "1s"], env: { P2PCHAT_SQLITE: backend } })
+    peers[backend] = { bob, udp: (await waitForPorts(bob, { tcp: true, udp: true })).udp, throughput: [], latency: [], n: 0 }
+  }
+  const send = async (backend, args) => {
+    const p = peers[backend]
+    await sleep(1200) // bob answers one newcomer per announce interval
+    const name = `alice-${backend}-${++p.n}`
+    const r = await runJson(NODE, [
+      driver, "--data-dir", freshDir(name), "--name", name, "--peer-udp", String(p.udp), "--peer", "bob", "--mode", "secure",
+      "--runs", "1", ...args
+    ], { timeoutMs: 180_000, env: { P2PCHAT_SQLITE: backend } })
+    if (r.error) throw new Error(`${backend}: ${r.error}`)
+    return r.runs
+  }
+  for (let r = 0; r < Math.max(t.runs, l.runs); r++) {
+    for (const backend of available) {
+      if (r < t.runs) peers[backend].throughput.push(...await send(backend, ["--seconds", String(t.seconds), "--warmup", String(t.warmup)]))
+      if (r < l.runs) peers[backend].latency.push(...await send(backend, ["--rate", "200", "--count", String(l.count), "--warmup", "20"]))
+    }
+  }
+  await Promise.all(available.map((b) => stop(peers[b].bob)))
+  const [a, b] = available
+  const line = (what, unit, key) =>
+    `${what}: ${a} ${fmt(median(peers[a][key]))} ${unit}, ${b} ${fmt(median(peers[b][key]))} ${unit} ` +
+    `(${a}/${b} ${(median(peers[a][key]) / median(peers[b][key])).toFixed(2)})`
+  return `${line("secure-throughput", "msg/s", "throughput")}; ${line("ack-latency-p99", "ms", "latency")}`
+}
+
 // The order: what needs no chat code first, then the chat figures.
 const STEPS = [
   ["cold-start-help", coldStartHelp],
@@ -527,7 +568,7 @@ const STEPS = [
 const main = async () => {
   log(`${QUICK ? "quick smoke run" : "full run"}; temporary data in ${TMP}`)
   // before any baseline process: they open their database through this bundle (bench/baseline/db.mjs)
-  const { chosenBackend } = await import(pathToFileURL(await bundleSql()).href)
+  const { availableBackends, chosenBackend } = await import(pathToFileURL(await bundleSql()).href)
   log(`SQLite backend of p2pchat and the baseline: ${chosenBackend()}`)
   try {
     log(`baseline Noise checked against ${checkNoise()} published vectors`)
@@ -549,9 +590,19 @@ const main = async () => {
       notMeasured(name, String(e.message ?? e).replace(/\s+/g, " ").slice(0, 300))
     }
   }
+  let backends = "not compared: --only"
+  if (!ONLY || wanted("storage-backends")) {
+    try {
+      backends = await compareBackends(availableBackends())
+    } catch (e) {
+      backends = `not compared: ${String(e.message ?? e).replace(/\s+/g, " ").slice(0, 300)}`
+    }
+    log(`storage backends: ${backends}`)
+  }
   await stopAll()
   const table = rows()
   printTable(table)
+  process.stdout.write(`storage backends (SQLite of p2pchat, this runtime): ${backends}\n`)
   const seconds = (performance.now() - started) / 1000
   process.stdout.write(`${table.filter((r) => r.pass).length} of ${table.length} goals pass; ${seconds.toFixed(0)} s on ${os.cpus().length} cores, Node ${process.version}\n`)
   if (opt.json) {

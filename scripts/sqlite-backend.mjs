@@ -1,7 +1,9 @@
 // postinstall: p2pchat stores its history with the runtime's own node:sqlite (Node >= 22.13),
 // so installing builds nothing native. A runtime without it (Node 20) needs better-sqlite3,
 // which compiles SQLite when no prebuilt binary can be fetched: it is installed here, only
-// there, at the version the project is tested with.
+// there, at the version the project is tested with. It is not declared in package.json:
+// npm would then install (and build) it on every runtime, or, declared as an optional peer,
+// refuse to add it here.
 import { execFileSync } from "node:child_process"
 import { createRequire } from "node:module"
 
