@@ -352,9 +352,14 @@ describe("the peer's address changed between announcements", () => {
     await waitFor("both acked", () => (a.json().filter((e) => e.event === "delivered" && e.to === "bob").length >= 3 ? true : undefined), 8_000)
     expect(old.connections(), "a connection went to bob's old address").toBe(0)
 
-    const r = await runCli(["peers", "--json", ...optionsOf(alice)])
-    expect(r.code, r.stderr).toBe(0)
-    expect((JSON.parse(r.stdout) as Array<any>).find((p) => p.username === "bob")).toMatchObject({ address: OTHER_LOOPBACK, port: bobThere.tcpPort })
+    // The saved registry follows the live one within a flush (250 ms), under load a little later.
+    const saved = await waitFor("bob's new address in alice's saved peers", async () => {
+      const r = await runCli(["peers", "--json", ...optionsOf(alice)])
+      expect(r.code, r.stderr).toBe(0)
+      const bob = (JSON.parse(r.stdout) as Array<any>).find((p) => p.username === "bob")
+      return bob?.address === OTHER_LOOPBACK ? bob : undefined
+    }, 5_000, 250)
+    expect(saved).toMatchObject({ address: OTHER_LOOPBACK, port: bobThere.tcpPort })
     await a.stop()
     const h = await runCli(["history", "bob", "--json", ...optionsOf(alice)])
     expect((JSON.parse(h.stdout) as Array<any>).map((x) => `${x.text} ${x.state}`))
