@@ -530,7 +530,7 @@ const compareBackends = async (available) => {
     await sleep(1200) // bob answers one newcomer per announce interval
     const name = `alice-${backend}-${++p.n}`
     const r = await runJson(NODE, [
-      driver, "--data-dir", freshDir(name), "--name", name, "--peer-udp", String(p.udp), "--peer", "bob", "--mode", "secure",
+      driver, "--data-dir", freshDir(name), "--name", name, "--peer-udp", String(p.udp), "--peer", `bob-${backend}`, "--mode", "secure",
       "--runs", "1", ...args
     ], { timeoutMs: 180_000, env: { P2PCHAT_SQLITE: backend } })
     if (r.error) throw new Error(`${backend}: ${r.error}`)
