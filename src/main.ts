@@ -25,7 +25,7 @@ import { usernameKey, usernameProblem } from "./domain/Presence.ts"
 import * as Config from "./services/Config.ts"
 import { type NodeConfig, type RawOptions, UsageError } from "./services/Config.ts"
 import { type Mode, modeOfWord } from "./domain/Mode.ts"
-import { historyLine, peerLine, render, statsLines } from "./ui/render.ts"
+import { clean, historyLine, peerLine, render, statsLines, toJson } from "./ui/render.ts"
 
 /**
  * The modules behind the commands (layers, services, the console, SQLite), each loaded by
@@ -116,7 +116,7 @@ const withName = (config: NodeConfig): Effect.Effect<NodeConfig, UsageError> => 
         const name = (await rl.question("Enter your username: ")).trim()
         const problem = usernameProblem(name)
         if (problem === undefined) return { ...config, name }
-        process.stdout.write(`${problem}\n`)
+        process.stdout.write(`${clean(problem)}\n`)
       }
     } finally {
       rl.close()
@@ -124,7 +124,8 @@ const withName = (config: NodeConfig): Effect.Effect<NodeConfig, UsageError> => 
   })
 }
 
-const printLine = (line: string) => Effect.sync(() => void process.stdout.write(`${line}\n`))
+/** Every line the CLI prints on stdout, sanitised for the terminal (`clean`: peers' names and texts). */
+const printLine = (line: string) => Effect.sync(() => void process.stdout.write(`${clean(line)}\n`))
 
 /** Prints every UI event until interrupted (Ctrl-C). */
 const showEvents = (config: NodeConfig) =>
@@ -163,7 +164,7 @@ const peers = Command.make("peers", options, (p) =>
       const store = yield* Store
       return readSnapshot(store, config, new Date())
     }).pipe(Effect.provide(storeOf(config)))
-    if (config.json) return yield* printLine(JSON.stringify(list.map(peerView)))
+    if (config.json) return yield* printLine(toJson(list.map(peerView)))
     if (list.length === 0) return yield* printLine("no peers known (is a node running with this data dir?)")
     for (const peer of list) yield* printLine(peerLine(peerView(peer)))
   })).pipe(Command.withDescription("the peers known now, with status"))
@@ -177,7 +178,7 @@ const statsCommand = Command.make("stats", options, (p) =>
     const view = yield* Effect.gen(function*() {
       return yield* readStats(yield* Store, Date.now())
     }).pipe(Effect.provide(storeOf(config)))
-    if (config.json) return yield* printLine(JSON.stringify(view))
+    if (config.json) return yield* printLine(toJson(view))
     for (const line of statsLines(view)) yield* printLine(line)
   })).pipe(Command.withDescription("what the node running on this data dir has counted"))
 
@@ -194,7 +195,7 @@ const whoami = Command.make("whoami", options, (p) =>
       udpPort: config.udpPort,
       tcpPort: config.tcpPort
     }
-    if (config.json) return yield* printLine(JSON.stringify(info))
+    if (config.json) return yield* printLine(toJson(info))
     yield* printLine(`username:    ${info.username ?? "(not set: --name or P2PCHAT_NAME)"}`)
     yield* printLine(`fingerprint: ${info.fingerprint}`)
     yield* printLine(`data dir:    ${info.dataDir}`)
@@ -252,7 +253,7 @@ const send = Command.make("send", {
       return yield* initiator.send(p.user, p.text.join(" "), mode)
     }).pipe(Effect.scoped, Effect.provide(clientRole(config)))
     if (result.mode === "classic-3des") yield* Effect.sync(() => process.stderr.write(`p2pchat: warning: ${CLASSIC_WARNING}\n`))
-    if (config.json) yield* printLine(JSON.stringify(result))
+    if (config.json) yield* printLine(toJson(result))
     else yield* printLine(result.state === "delivered" ? `delivered to ${result.peer}` : `sent to ${result.peer} (classic peers do not confirm delivery)`)
   })).pipe(Command.withDescription("send one message; exit 0 once delivered (acked), or sent to a classic peer"))
 
@@ -268,7 +269,7 @@ const historyCommand = Command.make("history", {
     const entries = yield* Effect.gen(function*() {
       return yield* (yield* History.History).conversation(user === undefined ? undefined : usernameKey(user))
     }).pipe(Effect.provide(History.layer.pipe(Layer.provide(storeOf(config)))))
-    if (config.json) return yield* printLine(JSON.stringify(entries))
+    if (config.json) return yield* printLine(toJson(entries))
     if (entries.length === 0) return yield* printLine("no messages")
     for (const h of entries) yield* printLine(historyLine(h))
   })).pipe(Command.withDescription("the conversation with USER, or all"))
@@ -340,7 +341,8 @@ const program = Command.runWith(root, { version: VERSION })(process.argv.slice(2
     }
     const usage = tag === "UsageError"
     return Effect.sync(() => {
-      process.stderr.write(`p2pchat: ${errorMessage(e as Failure)}\n`)
+      // The message may quote a peer's name (a SendError): sanitised like every printed line.
+      process.stderr.write(`p2pchat: ${clean(errorMessage(e as Failure))}\n`)
       return usage ? 2 : 1
     })
   }),

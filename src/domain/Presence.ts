@@ -4,6 +4,7 @@
  */
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
+import { clean } from "./Text.ts"
 
 export const PROTO = "p2pchat/1"
 export const MAX_DATAGRAM_BYTES = 1024
@@ -95,10 +96,7 @@ export const decodePresence = (payload: Uint8Array): Result.Result<PresenceDatag
  * A reason fit for one log line: white space folded, control characters escaped (peers'
  * bytes end up in reasons, and a terminal escape must not reach the terminal), capped.
  */
-export const oneLine = (s: string): string =>
-  s.replace(/\s+/g, " ")
-    .replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)
-    .slice(0, 200)
+export const oneLine = (s: string): string => clean(s.replace(/\s+/g, " ")).slice(0, 200)
 
 export const isP2pchat = (proto: string | undefined): boolean => proto !== undefined && proto.startsWith("p2pchat/")
 

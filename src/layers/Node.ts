@@ -6,6 +6,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as References from "effect/References"
+import { clean } from "../domain/Text.ts"
 import * as Initiator from "../chat/Initiator.ts"
 import * as Inbox from "../chat/Inbox.ts"
 import * as Links from "../chat/Links.ts"
@@ -38,7 +39,8 @@ const EFFECT_LEVEL: Record<LogLevel, "Debug" | "Info" | "Warn" | "Error" | "None
 
 /** Log lines go to stderr, so that stdout carries only what the user asked for. */
 const stderrLogger = Logger.make(({ logLevel, message }) => {
-  const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
+  // Log lines quote peers (names, refusal reasons): escaped like every other terminal text.
+  const text = clean(Array.isArray(message) ? message.map(String).join(" ") : String(message))
   process.stderr.write(`p2pchat [${logLevel.toLowerCase()}] ${text}\n`)
 })
 

@@ -23,7 +23,7 @@ import { type Mode, MODE_WORD } from "../domain/Mode.ts"
 import { PeerRegistry } from "../services/PeerRegistry.ts"
 import { peerView } from "../services/PeerSnapshot.ts"
 import { Trust } from "../trust/Trust.ts"
-import { historyLine, peerLine, render } from "./render.ts"
+import { clean, historyLine, peerLine, render, toJson } from "./render.ts"
 
 /** How the console ended: the user quit, or its input ended. */
 export type ConsoleEnd = "quit" | "eof"
@@ -43,8 +43,8 @@ const HELP = `commands:
 interface LineIO {
   /** The next line, or none at the end of input. Shows `prompt` on a terminal. */
   readonly ask: (prompt: string) => Effect.Effect<Option.Option<string>>
-  /** Prints above the line being typed, then redraws it. */
-  readonly print: (text: string) => Effect.Effect<void>
+  /** Prints one line above the line being typed, then redraws it; sanitised (`clean`) here. */
+  readonly print: (line: string) => Effect.Effect<void>
 }
 
 const makeLineIO = (interactive: boolean): Effect.Effect<LineIO, never, Scope.Scope> =>
@@ -66,7 +66,7 @@ const makeLineIO = (interactive: boolean): Effect.Effect<LineIO, never, Scope.Sc
       ask: (prompt) =>
         Effect.gen(function*() {
           if (interactive) {
-            rl.setPrompt(prompt)
+            rl.setPrompt(clean(prompt))
             rl.prompt()
             prompting = true
           }
@@ -74,8 +74,10 @@ const makeLineIO = (interactive: boolean): Effect.Effect<LineIO, never, Scope.Sc
           prompting = false
           return line === null ? Option.none() : Option.some(line)
         }),
-      print: (text) =>
+      print: (line) =>
         Effect.sync(() => {
+          // The one way out to the terminal: whatever a peer chose is escaped here.
+          const text = clean(line)
           if (interactive && prompting) {
             readline.clearLine(process.stdout, 0)
             readline.cursorTo(process.stdout, 0)
@@ -149,7 +151,7 @@ const chat = (ctx: Ctx, userArg: string | undefined) =>
 const showUsers = (ctx: Ctx) =>
   Effect.gen(function*() {
     const list = yield* ctx.registry.list
-    if (ctx.config.json) yield* ctx.say(JSON.stringify(list.map(peerView)))
+    if (ctx.config.json) yield* ctx.say(toJson(list.map(peerView)))
     else if (list.length === 0) yield* ctx.say("nobody else is here yet")
     else yield* Effect.forEach(list, (p) => ctx.say(peerLine(peerView(p))), { discard: true })
   })
@@ -158,7 +160,7 @@ const showHistory = (ctx: Ctx, user: string | undefined) =>
   ctx.history.conversation(user === undefined ? undefined : usernameKey(user)).pipe(
     Effect.flatMap((entries) =>
       ctx.config.json
-        ? ctx.say(JSON.stringify(entries))
+        ? ctx.say(toJson(entries))
         : entries.length === 0
         ? ctx.say(user === undefined ? "no messages yet" : `no messages with ${user} yet`)
         : Effect.forEach(entries, (h) => ctx.say(historyLine(h)), { discard: true })
@@ -234,7 +236,7 @@ const dispatch = (ctx: Ctx, line: string): Effect.Effect<ConsoleEnd | undefined,
     case "trust":
       return run(arg === undefined ? ctx.say("usage: trust USER") : trust(ctx, arg))
     case "help":
-      return run(ctx.say(HELP))
+      return run(Effect.forEach(HELP.split("\n"), ctx.say, { discard: true }))
     case "quit":
     case "exit":
       return Effect.succeed("quit")

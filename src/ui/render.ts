@@ -6,9 +6,16 @@ import type { StatsView } from "../chat/StatsSnapshot.ts"
 import type { UiEvent } from "../services/Events.ts"
 import type { HistoryEntry } from "../services/History.ts"
 import type { PeerView } from "../services/PeerSnapshot.ts"
+import { clean, escapeChar, UNSAFE } from "../domain/Text.ts"
 
-/** Peers' text on the terminal: control, line-separator and bidi-override characters shown as U+FFFD. */
-const clean = (s: string) => s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, "\uFFFD")
+export { clean }
+
+/**
+ * Any value as one line of JSON, for every `--json` print: JSON.stringify, which escapes
+ * C0 controls, then the UNSAFE characters it leaves raw (DEL, C1, bidi controls, U+2028/9)
+ * escaped as `\uXXXX` too. JSON.parse gives the original strings back.
+ */
+export const toJson = (value: unknown): string => JSON.stringify(value).replace(UNSAFE, escapeChar)
 
 export const textLine = (e: UiEvent): string => {
   switch (e.event) {
@@ -39,7 +46,7 @@ export const textLine = (e: UiEvent): string => {
   }
 }
 
-export const jsonLine = (e: UiEvent): string => JSON.stringify(e)
+export const jsonLine = (e: UiEvent): string => toJson(e)
 
 export const render = (json: boolean) => (e: UiEvent): string => (json ? jsonLine(e) : textLine(e))
 
