@@ -16,10 +16,15 @@ export const writeFrame = (ch: FrameChannel, frame: object) => frameIO(ch).write
 export const nextAck = (ch: FrameChannel, onKey: (key: number) => void): Effect.Effect<string, SessionError> => {
   const io = frameIO(ch)
   const loop: Effect.Effect<string, SessionError> = Effect.flatMap(io.read, (frame) => {
-    if (frame._tag === "Ack") return Effect.succeed(frame.frame.ack)
-    if (frame._tag === "Key") onKey(frame.frame.key)
-    else return Effect.andThen(Effect.logDebug(`initiator: ignored a ${frame._tag} frame from ${ch.label}`), loop)
-    return loop
+    switch (frame._tag) {
+      case "Ack":
+        return Effect.succeed(frame.frame.ack)
+      case "Key":
+        onKey(frame.frame.key)
+        return loop
+      default:
+        return Effect.andThen(Effect.logDebug(`initiator: ignored a ${frame._tag} frame from ${ch.label}`), loop)
+    }
   })
   return loop
 }
