@@ -7,12 +7,15 @@ import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fingerprint } from "../domain/Fingerprint.ts"
 import { createHandshake, generateKeyPair, type Handshake, type KeyPair, publicKeyOf } from "../domain/Noise.ts"
 import { PROTO } from "../domain/Presence.ts"
 import { Config } from "./Config.ts"
+import { StoreError } from "./StoreError.ts"
+import { logInfo, modeText, O_NOFOLLOW, secureDataDir } from "./StoreOpen.ts"
 
 export class CryptoError extends Data.TaggedError("CryptoError")<{ readonly message: string }> {}
 
@@ -43,43 +46,136 @@ export const keyId = (publicKey: Uint8Array): string => Buffer.from(publicKey).t
 
 export const idToKey = (id: string): Uint8Array => new Uint8Array(Buffer.from(id, "base64url"))
 
-/** Reads the identity key, or makes one (mode 0600, never overwriting an existing file). */
+/** A CryptoError about the key file, with the way out that fits every refusal. */
+const keyFileRefused = (file: string, problem: string) =>
+  new CryptoError({
+    message: `identity key ${file} ${problem}; p2pchat does not use it: put the key file itself in its place, ` +
+      `or move it away to make a new identity (peers will see a changed key), or choose another --data-dir`
+  })
+
+/**
+ * The key of an existing `identity.key`, or undefined when there is none. The file is
+ * opened without following a symbolic link (refused: it could point at any file, whose
+ * mode p2pchat would then change), and checked on the open descriptor. A key readable by
+ * others is made 0600 again when the user owns it, with a line that says so: refusing would
+ * only lock the user out of their identity over a mode p2pchat can safely fix (whether to
+ * make a new one is theirs to decide); another user's such file is refused.
+ */
+const readKeyFile = (file: string): Uint8Array | undefined => {
+  const link = fs.lstatSync(file, { throwIfNoEntry: false })
+  if (link === undefined) return undefined
+  if (link.isSymbolicLink()) throw keyFileRefused(file, `is a symbolic link (to ${fs.readlinkSync(file)})`)
+  let fd: number
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | O_NOFOLLOW)
+  } catch (e) {
+    // replaced by a link since the lstat (ELOOP; EMLINK on FreeBSD)
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === "ELOOP" || code === "EMLINK") throw keyFileRefused(file, "is a symbolic link")
+    throw e
+  }
+  try {
+    const stat = fs.fstatSync(fd)
+    if (!stat.isFile()) throw keyFileRefused(file, "is not a regular file")
+    const uid = process.getuid?.()
+    if (uid !== undefined && (stat.mode & 0o077) !== 0) {
+      if (stat.uid !== uid) {
+        throw keyFileRefused(file, `is readable by others (mode ${modeText(stat)}) and owned by another user (uid ${stat.uid})`)
+      }
+      fs.fchmodSync(fd, 0o600)
+      logInfo(`identity key ${file} was open to other users (mode ${modeText(stat)}); it is now 0600`)
+    }
+    const bytes = Buffer.alloc(32)
+    if (stat.size !== 32 || fs.readSync(fd, bytes, 0, 32, 0) !== 32) {
+      throw new CryptoError({
+        message: `identity key ${file} is damaged (${stat.size} bytes, expected 32); ` +
+          `restore it from a backup, or move it away to make a new identity (peers will see a changed key)`
+      })
+    }
+    return new Uint8Array(bytes)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/**
+ * A new file of mode 0600 under a random name in `dir` (crypto random: nobody can create
+ * it beforehand), opened with O_CREAT | O_EXCL (which never follows a link) and O_NOFOLLOW.
+ */
+const createTempFile = (dir: string): { readonly name: string; readonly fd: number } => {
+  const flags = fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY | O_NOFOLLOW
+  for (let attempt = 1;; attempt++) {
+    const name = path.join(dir, `.${IDENTITY_FILE}.${randomBytes(16).toString("hex")}.tmp`)
+    try {
+      return { name, fd: fs.openSync(name, flags, 0o600) }
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST" || attempt === 5) throw e
+    }
+  }
+}
+
+const fsyncDir = (dir: string): void => {
+  if (process.platform === "win32") return // a directory cannot be opened there; NTFS journals the rename
+  const fd = fs.openSync(dir, "r")
+  try {
+    fs.fsyncSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/**
+ * Writes a new key: to a fresh temp file (createTempFile), fsynced, then given its name,
+ * then the directory fsynced, so that a crash or power cut leaves either no key or the
+ * whole key. The name is given with link(2), atomic like rename(2) and, unlike it, never
+ * replacing a key another process made meanwhile (that key is used instead: one identity);
+ * rename is the fallback where the file system has no hard links. Neither follows a link.
+ */
+const writeKeyFile = (dir: string, file: string, key: Uint8Array): Uint8Array => {
+  const tmp = createTempFile(dir)
+  try {
+    try {
+      fs.writeSync(tmp.fd, key)
+      fs.fsyncSync(tmp.fd)
+    } finally {
+      fs.closeSync(tmp.fd)
+    }
+    try {
+      fs.linkSync(tmp.name, file)
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      // made meanwhile by another p2pchat on this data dir: its key is the identity
+      const theirs = code === "EEXIST" ? readKeyFile(file) : undefined
+      if (theirs !== undefined) return theirs
+      if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ENOSYS") throw e
+      fs.renameSync(tmp.name, file)
+    }
+  } finally {
+    fs.rmSync(tmp.name, { force: true })
+  }
+  fsyncDir(dir)
+  return key
+}
+
+/**
+ * Reads the identity key, or makes one, in a private data dir (StoreOpen's secureDataDir:
+ * made 0700, or fixed, or refused). The file is the user's alone (0600) and never a link.
+ */
 export const loadOrCreateIdentity = (dataDir: string): Effect.Effect<Identity, CryptoError> =>
   Effect.try({
     try: () => {
+      secureDataDir(dataDir)
       const file = path.join(dataDir, IDENTITY_FILE)
-      fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 })
-      let privateKey: Uint8Array
-      if (fs.existsSync(file)) {
-        const bytes = fs.readFileSync(file)
-        if (bytes.length !== 32) {
-          throw new CryptoError({
-            message: `identity key ${file} is damaged (${bytes.length} bytes, expected 32); ` +
-              `restore it from a backup, or move it away to make a new identity (peers will see a changed key)`
-          })
-        }
-        if ((fs.statSync(file).mode & 0o077) !== 0) fs.chmodSync(file, 0o600)
-        privateKey = new Uint8Array(bytes)
-      } else {
-        privateKey = generateKeyPair().privateKey
-        // Write beside, then link into place: a crash never leaves half a key, and a
-        // key made meanwhile by another process is kept (link fails if the name exists).
-        const tmp = `${file}.${process.pid}.tmp`
-        fs.writeFileSync(tmp, privateKey, { mode: 0o600, flag: "w" })
-        try {
-          fs.linkSync(tmp, file)
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e
-          privateKey = new Uint8Array(fs.readFileSync(file))
-        } finally {
-          fs.rmSync(tmp, { force: true })
-        }
-      }
+      const privateKey = readKeyFile(file) ?? writeKeyFile(dataDir, file, generateKeyPair().privateKey)
       const publicKey = publicKeyOf(privateKey)
       return { keyPair: { publicKey, privateKey }, id: keyId(publicKey), fingerprint: fingerprint(publicKey) }
     },
     catch: (e) =>
-      e instanceof CryptoError ? e : new CryptoError({ message: `cannot read or create the identity key in ${dataDir}: ${(e as Error).message}` })
+      e instanceof CryptoError
+        ? e
+        : e instanceof StoreError
+        ? new CryptoError({ message: e.message })
+        : new CryptoError({ message: `cannot read or create the identity key in ${dataDir}: ${(e as Error).message}` })
   })
 
 /** The identity of a key pair; fails unless the public key belongs to the private key. */

@@ -5,7 +5,16 @@
  *
  * Opening never modifies a file it refuses: every check that can refuse (not SQLite,
  * damaged, foreign, newer schema) runs before the first write (journal mode, migrations).
+ *
+ * Everything in the data dir is the user's alone: the dir 0700, its files 0600, whatever the
+ * process's umask (bin/p2pchat.js sets 077; tests open stores in-process without it), and
+ * no symbolic link inside it is followed (secureDataDir, checkDbFiles).
  */
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as References from "effect/References"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { openSql, type SqlDb, SqlUnavailable } from "./Sql.ts"
@@ -16,6 +25,9 @@ export const DB_FILE_NAME = "p2pchat.db"
 
 /** How long a second process on the same data dir (`send` while `start` runs) waits for a lock. */
 export const BUSY_TIMEOUT_MS = 5000
+
+/** Never follow a symbolic link where the system can say so (0 elsewhere). */
+export const O_NOFOLLOW: number = fs.constants.O_NOFOLLOW ?? 0
 
 const hex = (n: number) => `0x${(n >>> 0).toString(16).padStart(8, "0")}`
 
@@ -77,24 +89,95 @@ const notADatabase = (file: string, detail: string) =>
       `move it away (p2pchat then starts a new one) or ${CHOOSE_ANOTHER}`
   })
 
-const ensureDataDir = (dir: string): void => {
+/** The user's uid; undefined where files have no owner and mode bits (Windows): nothing to check there. */
+const ownUid = (): number | undefined => process.getuid?.()
+
+/** Group or others may do something: read, write, or enter. */
+const openToOthers = (stat: fs.Stats): boolean => (stat.mode & 0o077) !== 0
+
+export const modeText = (stat: fs.Stats): string => (stat.mode & 0o777).toString(8).padStart(4, "0")
+
+/**
+ * One info line about something p2pchat fixed on its own. It goes through the running
+ * program's logger (the roles' stderr logger, at the chosen level). A command that installed
+ * none (`whoami`) would get Effect's default logger, which prints on stdout among the
+ * command's output (`--json`), so then, as outside any fiber, the line goes to stderr in the
+ * same format.
+ */
+export const logInfo = (message: string): void => {
+  const fiber = Fiber.getCurrent()
+  if (fiber !== undefined && !fiber.getRef(References.CurrentLoggers).has(Logger.defaultLogger)) {
+    return Effect.runSyncWith(fiber.context)(Effect.logInfo(message))
+  }
+  if (fiber === undefined || LogLevel.isGreaterThanOrEqualTo("Info", fiber.getRef(References.MinimumLogLevel))) {
+    process.stderr.write(`p2pchat [info] ${message}\n`)
+  }
+}
+
+/** Creates the data dir (0700) when missing; throws a StoreError when that is not possible. */
+const createDataDir = (dir: string): void => {
   try {
-    // mode applies only to directories created now: an existing dir keeps the user's choice
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
   } catch (e) {
     throw new StoreError({
       message: `cannot create data directory ${dir} (${fsReason(e)}); ${CHOOSE_ANOTHER}`
     })
   }
+}
+
+/**
+ * The data dir must be the user's alone (0700). An existing one open to group or others is
+ * made private when the user owns it, and refused otherwise (another user could read the
+ * history and key, or swap files under p2pchat). The data dir may be a symbolic link (to
+ * keep it on another disk), but only to a directory the user owns: the link names where
+ * the data lives, and that place must be as private as a directory p2pchat made itself.
+ */
+const checkOwnership = (dir: string, link: fs.Stats, stat: fs.Stats): void => {
+  const uid = ownUid()
+  if (uid === undefined) return
+  if (link.isSymbolicLink() && stat.uid !== uid) {
+    throw new StoreError({
+      message: `data directory ${dir} is a symbolic link to ${fs.realpathSync(dir)}, which is owned by another ` +
+        `user (uid ${stat.uid}); a linked data dir must be a directory of yours; ${CHOOSE_ANOTHER}`
+    })
+  }
+  if (!openToOthers(stat)) return
+  if (stat.uid !== uid) {
+    throw new StoreError({
+      message: `data directory ${dir} is open to other users (mode ${modeText(stat)}) and owned by another ` +
+        `user (uid ${stat.uid}), so p2pchat cannot make it private; ${CHOOSE_ANOTHER}`
+    })
+  }
+  try {
+    fs.chmodSync(dir, 0o700)
+  } catch (e) {
+    throw new StoreError({
+      message: `data directory ${dir} is open to other users (mode ${modeText(stat)}) and cannot be made ` +
+        `private (${fsReason(e)}); run chmod 700 on it or ${CHOOSE_ANOTHER}`
+    })
+  }
+  logInfo(`data directory ${dir} was open to other users (mode ${modeText(stat)}); it is now 0700`)
+}
+
+/**
+ * Makes sure the data dir exists, is a directory (or a link to one of the user's), is private
+ * (0700: created so, fixed or refused, see checkOwnership) and writable. Throws a StoreError
+ * that says what to do. The Store and the identity key (Crypto.ts) both start here.
+ */
+export const secureDataDir = (dir: string): void => {
+  createDataDir(dir)
+  let link: fs.Stats
   let stat: fs.Stats
   try {
-    stat = fs.statSync(dir)
+    link = fs.lstatSync(dir)
+    stat = link.isSymbolicLink() ? fs.statSync(dir) : link
   } catch (e) {
     throw new StoreError({ message: `cannot read data directory ${dir} (${fsReason(e)}); ${CHOOSE_ANOTHER}` })
   }
   if (!stat.isDirectory()) {
     throw new StoreError({ message: `data directory ${dir} exists but is not a directory; ${CHOOSE_ANOTHER}` })
   }
+  checkOwnership(dir, link, stat)
   try {
     // WAL needs to create p2pchat.db-wal and -shm next to the database
     fs.accessSync(dir, fs.constants.W_OK | fs.constants.X_OK)
@@ -106,8 +189,7 @@ const ensureDataDir = (dir: string): void => {
   }
 }
 
-const ensureFileWritable = (file: string): void => {
-  if (!fs.existsSync(file)) return
+const ensureFileWritable = (file: string, stat: fs.Stats): void => {
   try {
     fs.accessSync(file, fs.constants.R_OK | fs.constants.W_OK)
   } catch (e) {
@@ -116,9 +198,69 @@ const ensureFileWritable = (file: string): void => {
         `fix its permissions or ${CHOOSE_ANOTHER}`
     })
   }
-  if (!fs.statSync(file).isFile()) {
+  if (!stat.isFile()) {
     throw new StoreError({ message: `database ${file} is not a regular file; move it away or ${CHOOSE_ANOTHER}` })
   }
+}
+
+/** The database and the side files SQLite keeps next to it in WAL mode. */
+const dbFiles = (file: string): ReadonlyArray<string> => [file, `${file}-wal`, `${file}-shm`]
+
+/**
+ * Refuses a database (or -wal, -shm) that is a symbolic link (SQLite would read and write
+ * wherever it points), not a regular file, or open to other users while another user owns
+ * it. Read-only: runs before the checks of the contents.
+ */
+const checkDbFiles = (file: string): void => {
+  for (const f of dbFiles(file)) {
+    const stat = fs.lstatSync(f, { throwIfNoEntry: false })
+    if (stat === undefined) continue
+    if (stat.isSymbolicLink()) {
+      throw new StoreError({
+        message: `database file ${f} is a symbolic link (to ${fs.readlinkSync(f)}); p2pchat follows no links ` +
+          `inside its data dir: move the link away (and the file it points to in its place) or ${CHOOSE_ANOTHER}`
+      })
+    }
+    if (f === file) ensureFileWritable(file, stat)
+    else if (!stat.isFile()) {
+      throw new StoreError({ message: `database file ${f} is not a regular file; move it away or ${CHOOSE_ANOTHER}` })
+    }
+    const uid = ownUid()
+    if (uid !== undefined && openToOthers(stat) && stat.uid !== uid) {
+      throw new StoreError({
+        message: `database file ${f} is open to other users (mode ${modeText(stat)}) and owned by another ` +
+          `user (uid ${stat.uid}); move it away or ${CHOOSE_ANOTHER}`
+      })
+    }
+  }
+}
+
+/** Closes the existing database files to group and others (0600); says so once when it changed any. */
+const makeDbFilesPrivate = (file: string): void => {
+  if (ownUid() === undefined) return
+  const fixed: Array<string> = []
+  for (const f of dbFiles(file)) {
+    const stat = fs.statSync(f, { throwIfNoEntry: false })
+    if (stat === undefined || !openToOthers(stat)) continue
+    fs.chmodSync(f, 0o600)
+    fixed.push(`${path.basename(f)} (was ${modeText(stat)})`)
+  }
+  if (fixed.length > 0) logInfo(`made ${fixed.join(", ")} in ${path.dirname(file)} private to you (0600)`)
+}
+
+/**
+ * A new database starts as an empty file of mode 0600, made here before SQLite opens it
+ * (SQLite gives its -wal and -shm the mode of the database), never through a link.
+ */
+const createDbFile = (file: string): void => {
+  let fd: number
+  try {
+    fd = fs.openSync(file, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY | O_NOFOLLOW, 0o600)
+  } catch (e) {
+    if (errorCode(e) === "EEXIST") return // made meanwhile by another p2pchat: checked by SQLite's open
+    throw e
+  }
+  fs.closeSync(fd)
 }
 
 /** Read-only checks: throws a StoreError for a file p2pchat must not touch. */
@@ -201,8 +343,8 @@ export const open = (dataDir: string): Opened => {
   const dir = path.resolve(dataDir)
   const file = path.join(dir, DB_FILE_NAME)
   try {
-    ensureDataDir(dir)
-    ensureFileWritable(file)
+    secureDataDir(dir)
+    checkDbFiles(file)
   } catch (e) {
     throw toStoreError(dir, file, e)
   }
@@ -210,6 +352,9 @@ export const open = (dataDir: string): Opened => {
   // a read-write connection would checkpoint a foreign program's WAL into its database.
   try {
     if (!headerSaysOurs(file)) verifyReadOnly(file)
+    // known to be ours, or empty, or missing: its modes may be fixed, a missing one made
+    makeDbFilesPrivate(file)
+    createDbFile(file)
   } catch (e) {
     throw toStoreError(dir, file, e)
   }
@@ -233,6 +378,8 @@ export const open = (dataDir: string): Opened => {
     db.pragma("foreign_keys = ON")
     migrate(db, file)
     probeWritable(db)
+    // -wal and -shm exist now; SQLite gave them the database's mode, checked all the same
+    makeDbFilesPrivate(file)
     const changes = db.prepare<[], { n: number }>("SELECT total_changes() AS n")
     return { db, file, totalChanges: () => changes.get()!.n }
   } catch (e) {
