@@ -357,7 +357,8 @@ const chatPeers = async () => {
   // per source address, and every sender here comes from 127.0.0.1: with a 1 s interval
   // (and senders started over 1 s apart) each sender is answered. Bob has no targets, so
   // the interval changes nothing else.
-  const bob = await startNode("bob", { extra: ["--announce-every", "1s"] })
+  // Every bench client connects from 127.0.0.1: the per-address limit would cap the ladder at 64.
+  const bob = await startNode("bob", { extra: ["--announce-every", "1s", "--max-connections-per-address", "4096"] })
   const ports = await waitForPorts(bob, { tcp: true, udp: true })
   chat = { bob, bobUdp: ports.udp, bobTcp: ports.tcp, baseline: await startBaselineServer(), senders: 0, lastSenderAt: 0 }
   return chat

@@ -71,7 +71,15 @@ const options = {
     Flag.withDescription("a connection must complete a frame or handshake within, default 10s"),
     Flag.optional
   ),
-  idleTimeout: Flag.String("idle-timeout").pipe(Flag.withDescription("an idle chat session is closed after, default 5m"), Flag.optional)
+  idleTimeout: Flag.String("idle-timeout").pipe(Flag.withDescription("an idle secure chat session is closed after, default 5m"), Flag.optional),
+  maxConnectionsPerAddress: Flag.String("max-connections-per-address").pipe(
+    Flag.withDescription("chat connections open at once from one address, default 64"),
+    Flag.optional
+  ),
+  idleTimeoutPlain: Flag.String("idle-timeout-plain").pipe(
+    Flag.withDescription("an idle chat session that is not secure is closed after, default 30s"),
+    Flag.optional
+  )
 }
 
 type Parsed = {
@@ -92,6 +100,8 @@ const toRaw = (p: Parsed): RawOptions => ({
   maxConnections: Option.getOrUndefined(p.maxConnections),
   firstFrameTimeout: Option.getOrUndefined(p.firstFrameTimeout),
   idleTimeout: Option.getOrUndefined(p.idleTimeout),
+  maxConnectionsPerAddress: Option.getOrUndefined(p.maxConnectionsPerAddress),
+  idleTimeoutPlain: Option.getOrUndefined(p.idleTimeoutPlain),
   json: p.json,
   logLevel: Option.getOrUndefined(p.logLevel)
 })

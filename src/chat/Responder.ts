@@ -7,14 +7,23 @@
  *
  * Limits (NodeConfig; each logged once as a warning when it first bites, then at most once
  * a minute as a summary, and counted in the stats every time):
+ *   maxConnectionsPerAddress
+ *                        connections open at once from one source address (64); one more
+ *                        is closed at once, unread (refusedPerAddress), and makes no room.
  *   maxConnections       connections open at once (1,024). At the cap a new connection is
- *                        closed at once, in order and unread, unless the oldest connection
- *                        that has not completed its first frame (or handshake) can be closed
- *                        to make room: a crowd of silent connections cannot lock real peers
- *                        out. A p2pchat sender keeps its message pending and retries later.
+ *                        closed at once, in order and unread, unless a connection can be
+ *                        closed to make room (evictedAtCap): the oldest that has not
+ *                        completed its first frame (or handshake), or else the established
+ *                        session that is not secure and completed its last frame longest
+ *                        ago, if that was at least firstFrameTimeoutMs ago. A secure session
+ *                        is never closed for a newcomer. So neither a crowd of silent
+ *                        connections nor one of idle plain sessions (one `{"key":1}` frame
+ *                        each) can lock real peers out. A p2pchat sender keeps its message
+ *                        pending and retries later.
  *   firstFrameTimeoutMs  a connection must complete its first frame, and a secure one its
  *                        whole handshake, this soon after it opens (10 s).
- *   idleTimeoutMs        a session that completes no frame for this long is closed (5 min).
+ *   idleTimeoutMs        a secure session that completes no frame for this long is closed (5 min).
+ *   idleTimeoutPlainMs   a session that is not secure, likewise (30 s; never more than idleTimeoutMs).
  *   maxFrameBytes        one incomplete frame is buffered up to 64 KiB; one byte more ends
  *                        the connection (FrameTooLarge).
  */
@@ -43,6 +52,8 @@ import { type LimitStats, Stats, type StatsSnapshot } from "./Stats.ts"
 export interface ResponderStats {
   readonly accepted: number
   readonly active: number
+  /** Secure sessions accepted. */
+  readonly sessionsIn: number
   readonly received: number
   readonly duplicates: number
   readonly rejected: number
@@ -119,12 +130,18 @@ const open = (deps: Deps, ch: FrameChannel, conn: Conn, seen: { secure: boolean 
     return session
   })
 
+/** `ch`, with each frame it completes noted as activity of `conn` (who goes first at the cap). */
+const tracked = ({ limits }: Deps, ch: FrameChannel, conn: Conn): FrameChannel => ({
+  ...ch,
+  next: Effect.tap(ch.next, () => limits.touched(conn))
+})
+
 /** Serves one connection: its session's messages go to the Inbox until it ends. */
 const serve = (deps: Deps, ch: FrameChannel, conn: Conn) => {
   const seen = { secure: false }
   return Effect.gen(function*() {
     const session: IncomingSession = yield* open(deps, ch, conn, seen)
-    yield* deps.limits.established(conn)
+    yield* deps.limits.established(conn, seen.secure)
     const proven = session.proven?.username
     const inbound: Inbound = {
       session,
@@ -161,6 +178,7 @@ const ended = ({ stats, limits }: Deps, conn: Conn, e: ConnectionEnded) =>
 const responderStats = (s: StatsSnapshot): ResponderStats => ({
   accepted: s.accepted,
   active: s.active,
+  sessionsIn: s.sessionsIn,
   received: s.received,
   duplicates: s.duplicates,
   rejected: s.rejected,
@@ -178,7 +196,7 @@ export const make = Effect.gen(function*() {
       Effect.gen(function*() {
         const ch = yield* accepted.open(config.maxFrameBytes)
         yield* Effect.logDebug(`responder: connection from ${ch.label}`)
-        yield* serve(deps, ch, conn).pipe(Effect.catch((e) => ended(deps, conn, e)))
+        yield* serve(deps, tracked(deps, ch, conn), conn).pipe(Effect.catch((e) => ended(deps, conn, e)))
       }).pipe(Effect.catch((e) => Effect.logDebug(`responder: ${e.message}`))))
 
   const host = config.bind ?? "0.0.0.0"

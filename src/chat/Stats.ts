@@ -9,16 +9,21 @@ import * as Ref from "effect/Ref"
 
 /** How often each responder limit bit (see Responder.ts). */
 export interface LimitStats {
-  /** New connections closed at once: maxConnections were open, all established sessions. */
+  /** New connections closed at once: maxConnections were open, none of them evictable. */
   readonly refusedAtCap: number
-  /** Connections closed to make room for a new one: the oldest still without a first frame. */
+  /**
+   * Connections closed to make room for a new one: the oldest still without a first frame,
+   * or else the session that is not secure and has been idle longest (Limits.ts).
+   */
   readonly evictedAtCap: number
   /** Connections closed for completing no frame (or no handshake) within firstFrameTimeoutMs. */
   readonly firstFrameTimeout: number
-  /** Sessions closed after idleTimeoutMs without a frame. */
+  /** Sessions closed without a frame for idleTimeoutMs (secure) or idleTimeoutPlainMs (not secure). */
   readonly idleTimeout: number
   /** Connections ended for a frame larger than maxFrameBytes (also in rejectedByReason.FrameTooLarge). */
   readonly frameTooLarge: number
+  /** New connections closed at once: their source address already had maxConnectionsPerAddress open. */
+  readonly refusedPerAddress: number
 }
 
 export type LimitName = keyof LimitStats
@@ -67,7 +72,7 @@ const ZERO: StatsSnapshot = {
   rejected: 0,
   rejectedByReason: {},
   storageFailures: 0,
-  limits: { refusedAtCap: 0, evictedAtCap: 0, firstFrameTimeout: 0, idleTimeout: 0, frameTooLarge: 0 }
+  limits: { refusedAtCap: 0, evictedAtCap: 0, firstFrameTimeout: 0, idleTimeout: 0, frameTooLarge: 0, refusedPerAddress: 0 }
 }
 
 export class Stats extends Context.Service<Stats, {
@@ -94,7 +99,7 @@ export const make = Effect.map(Ref.make(ZERO), (ref) =>
       })),
     bite: (limit) =>
       Ref.modify(ref, (s) => {
-        const count = s.limits[limit] + 1
+        const count = (s.limits[limit] ?? 0) + 1
         return [count, { ...s, limits: { ...s.limits, [limit]: count } }]
       }),
     snapshot: Ref.get(ref)

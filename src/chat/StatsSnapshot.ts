@@ -80,7 +80,9 @@ const SavedSchema = Schema.Struct({
     evictedAtCap: Count,
     firstFrameTimeout: Count,
     idleTimeout: Count,
-    frameTooLarge: Count
+    frameTooLarge: Count,
+    // absent from a snapshot saved before this limit existed
+    refusedPerAddress: Schema.optionalKey(Count)
   })
 })
 
@@ -96,7 +98,9 @@ export const writeSaved = (db: SqlDb, saved: SavedStats): void => {
 /** The saved snapshot, or undefined when none was saved; throws when it is unreadable. */
 export const readSaved = (db: SqlDb): SavedStats | undefined => {
   const row = db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?").get([STATS_KEY])
-  return row === undefined ? undefined : decodeSaved(row.value)
+  if (row === undefined) return undefined
+  const saved = decodeSaved(row.value)
+  return { ...saved, limits: { ...saved.limits, refusedPerAddress: saved.limits.refusedPerAddress ?? 0 } }
 }
 
 /** Outgoing messages still pending in the history (the `messages_pending` index answers it). */

@@ -42,13 +42,24 @@ export interface NodeConfig {
   /**
    * Chat connections the responder keeps open at once. At the cap a new connection is
    * accepted and closed at once (Responder.ts says which one goes: the oldest connection
-   * still without a first frame, or else the newcomer).
+   * still without a first frame, else the session that is not secure and has been idle
+   * longest, or else the newcomer).
    */
   readonly maxConnections: number
+  /**
+   * Chat connections open at once from one source address, so that one host cannot hold
+   * the whole cap; a connection over it is closed at once.
+   */
+  readonly maxConnectionsPerAddress: number
   /** A connection must complete its first frame (and a secure one its handshake) this soon after it opens. */
   readonly firstFrameTimeoutMs: number
-  /** A session that completes no frame for this long is closed. */
+  /** A secure session that completes no frame for this long is closed. */
   readonly idleTimeoutMs: number
+  /**
+   * A session that is not secure (plain, classic) that completes no frame for this long is
+   * closed; never longer than idleTimeoutMs (the shorter of the two applies).
+   */
+  readonly idleTimeoutPlainMs: number
   /** Bytes the responder buffers for one incomplete frame (at most the protocol's 64 KiB frame cap). */
   readonly maxFrameBytes: number
   /**
@@ -64,8 +75,10 @@ export const DEFAULT_LIMITS = {
   maxPeersPerAddress: 64,
   presenceRatePerAddress: 20,
   maxConnections: 1024,
+  maxConnectionsPerAddress: 64,
   firstFrameTimeoutMs: 10_000,
   idleTimeoutMs: 5 * 60_000,
+  idleTimeoutPlainMs: 30_000,
   maxFrameBytes: 64 * 1024,
   maxUnstoredMessages: 1000
 } as const
@@ -89,8 +102,10 @@ export interface RawOptions {
   readonly logLevel?: string | undefined
   readonly maxPeers?: string | undefined
   readonly maxConnections?: string | undefined
+  readonly maxConnectionsPerAddress?: string | undefined
   readonly firstFrameTimeout?: string | undefined
   readonly idleTimeout?: string | undefined
+  readonly idleTimeoutPlain?: string | undefined
 }
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
@@ -185,8 +200,14 @@ const resolve = (raw: RawOptions, env: NodeJS.ProcessEnv): NodeConfig => {
     ...DEFAULT_LIMITS,
     maxPeers: count("--max-peers", raw.maxPeers, DEFAULT_LIMITS.maxPeers),
     maxConnections: count("--max-connections", raw.maxConnections, DEFAULT_LIMITS.maxConnections),
+    maxConnectionsPerAddress: count(
+      "--max-connections-per-address",
+      raw.maxConnectionsPerAddress,
+      DEFAULT_LIMITS.maxConnectionsPerAddress
+    ),
     firstFrameTimeoutMs: duration("--first-frame-timeout", raw.firstFrameTimeout, DEFAULT_LIMITS.firstFrameTimeoutMs),
-    idleTimeoutMs: duration("--idle-timeout", raw.idleTimeout, DEFAULT_LIMITS.idleTimeoutMs)
+    idleTimeoutMs: duration("--idle-timeout", raw.idleTimeout, DEFAULT_LIMITS.idleTimeoutMs),
+    idleTimeoutPlainMs: duration("--idle-timeout-plain", raw.idleTimeoutPlain, DEFAULT_LIMITS.idleTimeoutPlainMs)
   }
 }
 

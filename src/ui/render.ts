@@ -84,6 +84,7 @@ export const statsLines = (s: StatsView): ReadonlyArray<string> => {
     `pending      ${s.pending}`,
     `rejections   ${withBreakdown(s.rejected, s.rejectedByReason)}`,
     `limits       refused at cap ${l.refusedAtCap}, evicted at cap ${l.evictedAtCap}, ` +
-    `first-frame timeout ${l.firstFrameTimeout}, idle timeout ${l.idleTimeout}, frame too large ${l.frameTooLarge}`
+    `first-frame timeout ${l.firstFrameTimeout}, idle timeout ${l.idleTimeout}, frame too large ${l.frameTooLarge}, ` +
+    `refused per address ${l.refusedPerAddress}`
   ]
 }

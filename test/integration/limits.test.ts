@@ -28,7 +28,7 @@ import { fileURLToPath } from "node:url"
 import * as v8 from "node:v8"
 import * as vm from "node:vm"
 import { MAX_FRAME_BYTES } from "../../src/domain/Framing.ts"
-import { type NodeConfig, testConfig } from "../../src/services/Config.ts"
+import { type NodeConfig, resolveConfig, testConfig, UsageError } from "../../src/services/Config.ts"
 import type { ResponderStats } from "../../src/chat/Responder.ts"
 import { captureLog, LOOPBACK, meet, polls, sleep, startNode as startTestNode, type TestNode } from "../support/node.ts"
 
@@ -90,10 +90,11 @@ interface RawClient {
   readonly write: (data: string | Uint8Array) => Effect.Effect<void>
 }
 
-const rawClient = (port: number) =>
+/** A raw TCP client of the responder; `localAddress` binds its end (another loopback address: another host). */
+const rawClient = (port: number, localAddress?: string) =>
   Effect.acquireRelease(
     Effect.callback<RawClient>((resume) => {
-      const socket = net.createConnection({ host: LOOPBACK, port })
+      const socket = net.createConnection({ host: LOOPBACK, port, ...(localAddress === undefined ? {} : { localAddress }) })
       let got = ""
       let closedAt: number | undefined
       const openedAt = performance.now()
@@ -213,8 +214,9 @@ describe("load: 1,000 connections with one frame each plus 500 slow ones, while 
   it.live("every message acked, p99 ack latency under 50 ms, the responder still serves, the heap stays bounded", () =>
     Effect.gen(function*() {
       const size = loadSize()
-      // room for all of them at once: this test is about serving under that load
-      const bob = yield* startNode("bob", { maxConnections: 2048 })
+      // room for all of them at once: this test is about serving under that load (which comes
+      // from one loopback address here, where a real one comes from many hosts)
+      const bob = yield* startNode("bob", { maxConnections: 2048, maxConnectionsPerAddress: 2048 })
       const alice = yield* startNode("alice")
       yield* meet(alice, bob)
       yield* meet(bob, alice)
@@ -273,7 +275,8 @@ describe("load: 1,000 connections with one frame each plus 500 slow ones, while 
   it.live("under the default cap (1,024) the cap holds, the oldest silent connections make room, and a new peer still gets in", () =>
     Effect.gen(function*() {
       const size = loadSize()
-      const bob = yield* startNode("bob", { logLevel: "warning" })
+      // the load comes from one loopback address: the per-address limit is tested on its own
+      const bob = yield* startNode("bob", { logLevel: "warning", maxConnectionsPerAddress: 2048 })
       const logged = yield* captureLog
       assert.strictEqual(testConfig({ dataDir: "/x" }).maxConnections, 1024)
       const load = yield* loadChild({ port: bob.port, ...size })
@@ -447,5 +450,144 @@ describe("each limit, with short values", () => {
       const ok = yield* rawClient(bob.port)
       yield* ok.write(whole + "\n")
       yield* waitUntil("the 64 KiB frame acked", () => ok.received().includes(`{"ack":"big-one"}`), 3000)
+    }))
+})
+
+// ---------------------------------------------------------------------------------------------
+// A hostile LAN (issue 6, part 6): one host holding the cap, idle plain sessions holding it
+
+const KEY_FRAME = `{"key":1}\n`
+/** How many classic key answers a raw client got. */
+const keyAnswers = (c: RawClient) => c.received().split(`{"key":`).length - 1
+
+/** A raw client whose session completed one classic key exchange: an established session that is not secure. */
+const keyedClient = (port: number, label: string) =>
+  Effect.gen(function*() {
+    const c = yield* rawClient(port)
+    yield* c.write(KEY_FRAME)
+    yield* waitUntil(`the key answer of ${label}`, () => keyAnswers(c) === 1, 2000)
+    return c
+  })
+
+/** One more key exchange on `c`: a frame completed, so `c` is active again. */
+const rekey = (c: RawClient, label: string) =>
+  Effect.gen(function*() {
+    const before = keyAnswers(c)
+    yield* c.write(KEY_FRAME)
+    yield* waitUntil(`another key answer of ${label}`, () => keyAnswers(c) === before + 1, 2000)
+  })
+
+describe("a hostile LAN: connections per address, idle plain sessions at the cap, their shorter idle timeout", () => {
+  it("--max-connections-per-address and --idle-timeout-plain are parsed like the other limits", () => {
+    const c = resolveConfig({ maxConnectionsPerAddress: "8", idleTimeoutPlain: "10s" }, {})
+    assert.deepStrictEqual(
+      c instanceof UsageError ? c.message : [c.maxConnectionsPerAddress, c.idleTimeoutPlainMs],
+      [8, 10_000]
+    )
+    const d = resolveConfig({}, {})
+    assert.deepStrictEqual(d instanceof UsageError ? d.message : [d.maxConnectionsPerAddress, d.idleTimeoutPlainMs], [64, 30_000])
+    const bad = resolveConfig({ maxConnectionsPerAddress: "0" }, {})
+    assert.include(bad instanceof UsageError ? bad.message : "", "--max-connections-per-address: expected a whole number")
+    const badIdle = resolveConfig({ idleTimeoutPlain: "soon" }, {})
+    assert.include(badIdle instanceof UsageError ? badIdle.message : "", "--idle-timeout-plain: expected a duration")
+  })
+
+  it.live("64 connections per address: the 65th to 70th from 127.0.0.1 are closed at once, one from 127.0.0.2 still gets in and is served", () =>
+    Effect.gen(function*() {
+      const logged = yield* captureLog
+      const bob = yield* startNode("bob", { logLevel: "warning" })
+      const crowd: Array<RawClient> = []
+      for (let i = 0; i < 70; i++) crowd.push(yield* rawClient(bob.port))
+      yield* waitUntil("six of them closed", () => crowd.filter((c) => c.closed()).length === 6, 2000)
+      yield* sleep(100)
+      assert.deepStrictEqual(crowd.map((c) => c.closed()), [...Array(64).fill(false), ...Array(6).fill(true)])
+      for (const c of crowd.slice(64)) assert.isBelow(c.closedAfter()!, 500, "closed at once")
+
+      // another address is another host: it still gets in, and is served
+      const other = yield* rawClient(bob.port, "127.0.0.2")
+      yield* other.write(plainFrame("other-host"))
+      yield* waitUntil("the other host's ack", () => other.received().includes(`{"ack":"other-host"}`), 2000)
+      let s = yield* stats(bob)
+      assert.strictEqual(s.limits.refusedPerAddress, 6)
+      assert.strictEqual(s.active, 65)
+      assert.deepStrictEqual([s.limits.refusedAtCap, s.limits.evictedAtCap, s.rejected], [0, 0, 0])
+
+      // a connection that closes gives its address's place back
+      crowd[0]!.socket.destroy()
+      yield* waitUntilEffect("its place given back", Effect.map(stats(bob), (s) => s.active === 64))
+      const again = yield* establishedClient(bob.port, "room-again")
+      assert.include(again.received(), "room-again")
+      s = yield* stats(bob)
+      assert.strictEqual(s.limits.refusedPerAddress, 6)
+      assert.lengthOf(logged.filter((l) => l.includes("limit reached") && l.includes("connections from one address")), 1)
+      assert.strictEqual(testConfig({ dataDir: "/x" }).maxConnectionsPerAddress, 64, "the default, used here")
+    }))
+
+  it.live("at the cap (20) full of idle plain sessions ({\"key\":1} each), a secure peer gets in: the least recently active plain session makes room, never a secure one", () =>
+    Effect.gen(function*() {
+      const logged = yield* captureLog
+      // a plain session is idle enough to close once it has had no frame for the first-frame timeout
+      const bob = yield* startNode("bob", { maxConnections: 20, firstFrameTimeoutMs: 1000, logLevel: "warning" })
+      const alice = yield* startNode("alice")
+      yield* meet(alice, bob)
+      yield* meet(bob, alice)
+      const keyed = yield* Effect.all(
+        Array.from({ length: 20 }, (_, i) => keyedClient(bob.port, `keyed-${i}`)),
+        { concurrency: "unbounded" }
+      )
+
+      // sessions that just completed a frame are not idle: a newcomer now is refused
+      const early = yield* rawClient(bob.port)
+      yield* waitUntil("the early newcomer closed", () => early.closed(), 2000)
+      assert.strictEqual((yield* stats(bob)).limits.refusedAtCap, 1)
+
+      // all idle now; every one but keyed-1 completes another frame: keyed-1 is the least recently active
+      yield* sleep(1100)
+      for (const [i, c] of keyed.entries()) if (i !== 1) yield* rekey(c, `keyed-${i}`)
+      assert.strictEqual((yield* alice.initiator.send("bob", "through the crowd", "noise")).state, "delivered")
+      yield* waitUntil("keyed-1 closed to make room", () => keyed[1]!.closed(), 2000)
+      assert.deepStrictEqual(keyed.filter((c) => c.closed()).length, 1)
+      let s = yield* stats(bob)
+      assert.deepStrictEqual([s.limits.evictedAtCap, s.limits.refusedAtCap, s.sessionsIn, s.active], [1, 1, 1, 20])
+
+      // now alice's secure session is the least recently active of all: a newcomer still takes a plain one's place
+      const open = keyed.filter((c) => !c.closed())
+      for (const [i, c] of open.entries()) yield* rekey(c, `open-${i}`)
+      yield* sleep(1100)
+      const newcomer = yield* establishedClient(bob.port, "newcomer")
+      assert.include(newcomer.received(), "newcomer")
+      yield* waitUntil("the least recently active plain session closed", () => open[0]!.closed(), 2000)
+      assert.strictEqual(keyed.filter((c) => c.closed()).length, 2)
+      assert.strictEqual((yield* alice.initiator.send("bob", "same session", "noise")).state, "delivered")
+      s = yield* stats(bob)
+      assert.deepStrictEqual([s.limits.evictedAtCap, s.sessionsIn, s.rejected], [2, 1, 0], "alice's session stayed")
+      const texts = (yield* bob.history.conversation("alice").pipe(Effect.orDie)).map((e) => e.text)
+      assert.deepStrictEqual(texts, ["through the crowd", "same session"])
+      assert.lengthOf(logged.filter((l) => l.includes("limit reached") && l.includes("closed to make room")), 1, "logged once")
+    }))
+
+  it.live("plain idle timeout 300 ms: a plain session idle that long is closed, a secure one idle as long is not", () =>
+    Effect.gen(function*() {
+      const logged = yield* captureLog
+      const bob = yield* startNode("bob", { idleTimeoutPlainMs: 300, logLevel: "warning" })
+      const alice = yield* startNode("alice")
+      yield* meet(alice, bob)
+      yield* meet(bob, alice)
+      const plain = yield* establishedClient(bob.port, "plain-idle")
+      const keyed = yield* keyedClient(bob.port, "keyed-idle")
+      assert.strictEqual((yield* alice.initiator.send("bob", "before idle", "noise")).state, "delivered")
+      yield* sleep(800)
+      assert.isTrue(plain.closed() && keyed.closed(), "both sessions that are not secure closed")
+      assert.isAtLeast(plain.closedAfter()!, 280)
+      let s = yield* stats(bob)
+      assert.deepStrictEqual([s.limits.idleTimeout, s.active, s.rejected], [2, 1, 0], "alice's secure session still open")
+      // the same secure session carries the next message: no new handshake
+      assert.strictEqual((yield* alice.initiator.send("bob", "after idle", "noise")).state, "delivered")
+      s = yield* stats(bob)
+      assert.deepStrictEqual([s.sessionsIn, s.limits.idleTimeout], [1, 2])
+      const idleLog = logged.filter((l) => l.includes("limit reached") && l.includes("idle session closed"))
+      assert.lengthOf(idleLog, 1)
+      assert.include(idleLog[0]!, "0.3 s (a session that is not secure) or 300 s (a secure one)")
+      assert.strictEqual(testConfig({ dataDir: "/x" }).idleTimeoutPlainMs, 30_000, "the default")
     }))
 })

@@ -72,7 +72,7 @@ describe("p2pchat stats", () => {
     expect(after.pending).toBe(0)
     expect(after.rejected).toBe(0)
     expect(Object.keys(after.limits).sort()).toEqual(
-      ["evictedAtCap", "firstFrameTimeout", "frameTooLarge", "idleTimeout", "refusedAtCap"]
+      ["evictedAtCap", "firstFrameTimeout", "frameTooLarge", "idleTimeout", "refusedAtCap", "refusedPerAddress"]
     )
 
     const text = await cli(bob, ["stats"])

@@ -49,6 +49,8 @@ describe("resolveConfig defaults", () => {
       maxConnections: 1024,
       firstFrameTimeoutMs: 10_000,
       idleTimeoutMs: 5 * 60_000,
+      maxConnectionsPerAddress: 64,
+      idleTimeoutPlainMs: 30_000,
       maxFrameBytes: 64 * 1024,
       maxUnstoredMessages: 1000
     })
@@ -141,6 +143,8 @@ describe("resolveConfig precedence: flags, then environment, then defaults", () 
       maxConnections: 1024,
       firstFrameTimeoutMs: 10_000,
       idleTimeoutMs: 5 * 60_000,
+      maxConnectionsPerAddress: 64,
+      idleTimeoutPlainMs: 30_000,
       maxFrameBytes: 64 * 1024,
       maxUnstoredMessages: 1000
     })
