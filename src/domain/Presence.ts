@@ -4,33 +4,75 @@
  */
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
+import * as SchemaTransformation from "effect/SchemaTransformation"
 import { clean } from "./Text.ts"
 
 export const PROTO = "p2pchat/1"
 export const MAX_DATAGRAM_BYTES = 1024
 export const USERNAME_MAX = 32
 
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/u
-
 /** Node 20 has these; TypeScript's ES2022 library does not declare them yet. */
 export type WellFormed = string & { isWellFormed(): boolean; toWellFormed(): string }
 
-/** Why a username is not acceptable, or undefined when it is. */
-export const usernameProblem = (name: string): string | undefined => {
-  const length = [...name].length
-  if (length < 1) return "a username needs at least 1 character"
-  if (length > USERNAME_MAX) return `a username has at most ${USERNAME_MAX} characters`
-  if (CONTROL.test(name)) return "a username cannot contain control characters"
-  if (!(name as WellFormed).isWellFormed()) return "a username must be valid Unicode (no lone surrogates)"
+/** A username as stored, sent and compared: its NFC form (a decomposed "é" becomes the composed one). */
+export const normalizeUsername = (name: string): string => name.normalize("NFC")
+
+/**
+ * The characters a username may not hold, each with what to call it. Invisible: the
+ * default-ignorable code points (U+115F, U+1160, U+3164, U+FFA0, variation selectors,
+ * tags, ...) and the braille blank U+2800. A lone surrogate matches `\p{Cs}`.
+ */
+const FORBIDDEN: ReadonlyArray<readonly [RegExp, string]> = [
+  [/^\p{Cc}$/u, "a control character"],
+  [/^\p{Cf}$/u, "a format (invisible) character"],
+  [/^\p{Cs}$/u, "a lone surrogate (not valid Unicode)"],
+  [/^\p{Co}$/u, "a private-use character"],
+  [/^\p{Cn}$/u, "an unassigned code point"],
+  [/^\p{Zl}$/u, "a line separator"],
+  [/^\p{Zp}$/u, "a paragraph separator"],
+  [/^[\p{Default_Ignorable_Code_Point}\u2800]$/u, "an invisible character"]
+]
+
+const ANY_FORBIDDEN = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}\u2800]/gu
+
+/** A refused name fit for a message: each forbidden character as a visible `\u{200b}` escape. */
+export const showUsername = (name: string): string =>
+  name.replace(ANY_FORBIDDEN, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`)
+
+/** `U+200B` for "\u200b": how a refusal names a character. */
+export const codePointLabel = (c: string): string => `U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")}`
+
+/**
+ * Why a username is not acceptable, or undefined when it is. The one rule of every edge
+ * (presence, handshake payload, `from`, the CLI's --name): it is applied to the NFC form.
+ */
+export const usernameProblem = (raw: string): string | undefined => {
+  const name = normalizeUsername(raw)
+  const chars = [...name]
+  if (chars.length < 1) return "a username needs at least 1 character"
+  if (chars.length > USERNAME_MAX) return `a username has at most ${USERNAME_MAX} characters, this one has ${chars.length}`
+  for (const c of chars) {
+    const hit = FORBIDDEN.find(([re]) => re.test(c))
+    if (hit !== undefined) return `a username cannot contain ${codePointLabel(c)} (${hit[1]})`
+  }
   if (name.trim() !== name) return "a username cannot start or end with spaces"
   return undefined
 }
 
-export const Username = Schema.String.check(Schema.makeFilter((s: string) => usernameProblem(s) ?? true))
+/** A username from the wire: decoded to its NFC form, then checked by `usernameProblem`. */
+export const Username = Schema.String.pipe(
+  Schema.decodeTo(
+    Schema.String.check(Schema.makeFilter((s: string) => usernameProblem(s) ?? true)),
+    SchemaTransformation.transform({ decode: normalizeUsername, encode: (s: string) => s })
+  )
+)
 
-/** Usernames are compared case-insensitively (classic peers lower-case them). */
-export const usernameKey = (name: string): string => name.toLowerCase()
+/**
+ * The registry and History key: the NFC form, lower-cased with `toLowerCase()` (Unicode
+ * default lower-casing, not a full case fold: "ß" and "ss" stay apart). Classic peers
+ * lower-case names too.
+ */
+export const usernameKey = (name: string): string => normalizeUsername(name).toLowerCase()
 
 export const Port = Schema.Number.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: 65535 }))
 
@@ -108,7 +150,7 @@ export const encodeAnnouncement = (a: {
   readonly id: string | undefined
 }): string =>
   JSON.stringify({
-    username: a.username,
+    username: normalizeUsername(a.username),
     proto: PROTO,
     ...(a.tcpPort !== 6001 ? { port: a.tcpPort } : {}),
     status: a.away ? "away" : "online",
@@ -116,4 +158,4 @@ export const encodeAnnouncement = (a: {
   })
 
 export const encodeBye = (username: string, id: string | undefined): string =>
-  JSON.stringify({ bye: username, proto: PROTO, ...(id !== undefined ? { id } : {}) })
+  JSON.stringify({ bye: normalizeUsername(username), proto: PROTO, ...(id !== undefined ? { id } : {}) })

@@ -9,7 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as os from "node:os"
 import * as path from "node:path"
-import { usernameProblem } from "../domain/Presence.ts"
+import { normalizeUsername, showUsername, usernameProblem } from "../domain/Presence.ts"
 
 export interface Target {
   readonly host: string
@@ -160,11 +160,12 @@ const nonEmpty = (s: string | undefined): string | undefined => (s === undefined
 
 /** Flags, then environment, then defaults. Throws UsageError; see `resolveConfig`. */
 const resolve = (raw: RawOptions, env: NodeJS.ProcessEnv): NodeConfig => {
-  const name = raw.name ?? nonEmpty(env["P2PCHAT_NAME"])
-  if (name !== undefined) {
-    const problem = usernameProblem(name)
-    if (problem !== undefined) throw new UsageError({ message: `--name: ${problem}, got ${JSON.stringify(name)}` })
+  const given = raw.name ?? nonEmpty(env["P2PCHAT_NAME"])
+  if (given !== undefined) {
+    const problem = usernameProblem(given)
+    if (problem !== undefined) throw new UsageError({ message: `--name: ${problem}, got "${showUsername(given)}"` })
   }
+  const name = given === undefined ? undefined : normalizeUsername(given)
   const udpPort = parsePort("--udp-port", raw.udpPort ?? nonEmpty(env["P2PCHAT_UDP_PORT"]) ?? "6000", true)
   const tcpPort = parsePort("--tcp-port", raw.tcpPort ?? nonEmpty(env["P2PCHAT_TCP_PORT"]) ?? "6001", true)
   const bind = raw.bind ?? nonEmpty(env["P2PCHAT_BIND"])

@@ -21,11 +21,28 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
 /** A lone surrogate: not valid Unicode. */
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
 
-/** A username: 1-32 code points, valid Unicode, no control characters, no leading or trailing white space. */
+/**
+ * What a username may not hold: control, format, private-use and unassigned code points,
+ * line and paragraph separators, default-ignorable (invisible) ones and the braille blank.
+ */
+const NOT_IN_USERNAME = /[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}\u2800]/u
+
+/**
+ * A username, judged in its NFC form: 1-32 code points, valid Unicode, none of
+ * NOT_IN_USERNAME, no leading or trailing white space.
+ */
 export const isUsername = (u: unknown): u is string => {
   if (typeof u !== "string") return false
-  const n = [...u].length
-  return n >= 1 && n <= 32 && !CONTROL_CHARS.test(u) && !LONE_SURROGATE.test(u) && u.trim() === u
+  const nfc = u.normalize("NFC")
+  const n = [...nfc].length
+  return n >= 1 && n <= 32 && !NOT_IN_USERNAME.test(nfc) && !LONE_SURROGATE.test(nfc) && nfc.trim() === nfc
+}
+
+/** A decoded object as the rules say a receiver keeps it: its username fields in NFC. */
+const nfcNames = (o: Record<string, unknown>): Record<string, unknown> => {
+  const out = { ...o }
+  for (const k of ["username", "bye", "from"]) if (typeof out[k] === "string") out[k] = (out[k] as string).normalize("NFC")
+  return out
 }
 
 /** What a registry or History keys a user by: the lower-cased username. */
@@ -83,11 +100,11 @@ export const referencePresence = (payload: Uint8Array): PresenceVerdict => {
       optional(o, "port", isPort) &&
       optional(o, "status", (v) => v === "online" || v === "away") &&
       optional(o, "id", isKeyId)
-    return ok ? { ok: true, tag: "Announcement", value: pick(o, ["username", "proto", "port", "status", "id"]) } : { ok: false }
+    return ok ? { ok: true, tag: "Announcement", value: nfcNames(pick(o, ["username", "proto", "port", "status", "id"])) } : { ok: false }
   }
   if (Object.hasOwn(o, "bye")) {
     const ok = isUsername((o as any).bye) && optional(o, "proto", (v) => typeof v === "string") && optional(o, "id", isKeyId)
-    return ok ? { ok: true, tag: "Bye", value: pick(o, ["bye", "proto", "id"]) } : { ok: false }
+    return ok ? { ok: true, tag: "Bye", value: nfcNames(pick(o, ["bye", "proto", "id"])) } : { ok: false }
   }
   return { ok: false }
 }
@@ -116,7 +133,7 @@ export const referenceFrame = (text: string): FrameVerdict => {
   if (o === undefined) return { ok: false }
   for (const [key, tag, keys, valid] of FRAME_KEYS) {
     if (!Object.hasOwn(o, key)) continue
-    return valid(o) ? { ok: true, tag, value: pick(o, keys) } : { ok: false }
+    return valid(o) ? { ok: true, tag, value: nfcNames(pick(o, keys)) } : { ok: false }
   }
   return { ok: false }
 }

@@ -208,6 +208,14 @@ describe("hostile datagrams into Discovery", () => {
     await stillServes()
   })
 
+  it("invisible and format characters in a username are refused and counted: bob\\u200b is not bob", async () => {
+    for (const name of ["bob\u200b", "bob\u202e", "\u3164", "bob\u{e0001}", "bob\ufe0f"]) {
+      expect(await datagram(JSON.stringify({ username: name })), JSON.stringify(name)).toMatchObject({ accepted: 0, rejected: 1 })
+    }
+    expect((await node.peers()).filter((p) => p.username.startsWith("bob"))).toEqual([])
+    await stillServes()
+  })
+
   it("control characters and terminal escapes in a username are refused", async () => {
     for (const name of ["a\u001b[2Jb", "tab\there", "nul\u0000", "line\u2028sep", "c1\u0085"]) {
       expect(await datagram(JSON.stringify({ username: name })), JSON.stringify(name)).toMatchObject({ accepted: 0, rejected: 1 })

@@ -338,4 +338,15 @@ describe("CLI basics", () => {
     expect(startHelp.code).toBe(0)
     expect(startHelp.stdout).toContain("--away-after")
   })
+
+  it("a username with an invisible character (--name or P2PCHAT_NAME) is a usage error naming it as U+XXXX", async () => {
+    const safe = ["--bind", LOOPBACK, "--udp-port", "0", "--tcp-port", "0", "--data-dir", tempDir("p2pchat-name-")]
+    const flag = await runCli(["start", ...safe, "--name", "bob\u200b"], { timeoutMs: 5_000 })
+    expect(flag.code).toBe(2)
+    expect(flag.stderr).toContain("--name: a username cannot contain U+200B (a format (invisible) character)")
+    expect(flag.stderr).toContain("bob\\u{200b}")
+    const env = await runCli(["whoami", ...safe], { timeoutMs: 5_000, env: { P2PCHAT_NAME: "\u3164" } })
+    expect(env.code).toBe(2)
+    expect(env.stderr).toContain("U+3164")
+  })
 })

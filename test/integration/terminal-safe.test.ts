@@ -1,7 +1,10 @@
 /**
- * Hostile LAN, part 8, through real CLI processes on loopback: a peer whose name holds a
- * right-to-left override (U+202E) and whose messages hold ESC [ 2 J, U+0085, U+2028, DEL
- * and a C1 CSI. Alice runs a text console, the peer (`mal\u202eyrol`) a `--json` console.
+ * Hostile LAN, part 8, through real CLI processes on loopback: a peer whose messages hold
+ * ESC [ 2 J, U+0085, a right-to-left override (U+202E), a left-to-right mark, DEL and a C1
+ * CSI (its name cannot: usernames refuse every control, format and invisible character),
+ * and a send to a name that holds them. Alice runs a text console, the peer a `--json` one.
+ * The typed texts hold no U+2028/9: since Node 24 the console's line reader ends a line
+ * there too (their escaping is checked through `send`'s argument and in the unit tests).
  * Nothing either prints, on stdout or stderr, carries a raw control, bidi or separator
  * character: the text lines show `\uXXXX` escapes (a failed send quoting a hostile name
  * too), the `--json` lines and `history --json` escape them and parse back to the
@@ -22,12 +25,11 @@ import {
   useBuiltCli
 } from "../support/cli.ts"
 
-/** The peer's name: Username allows U+202E (it refuses C0, C1 and U+2028/9). */
-const NAME = "mal\u202eyrol"
-const NAME_SHOWN = "mal\\u202eyrol"
+const NAME = "malyrol"
+const NAME_SHOWN = NAME
 /** What the peer sends, and what alice sends back: no \r or \n (the console reads lines). */
-const TEXT = "hi\u001b[2J\u0085next\u2028line\u202egnp.exe\u007f\u009b31m end"
-const TEXT_SHOWN = "hi\\u001b[2J\\u0085next\\u2028line\\u202egnp.exe\\u007f\\u009b31m end"
+const TEXT = "hi\u001b[2J\u0085next\u200eline\u202egnp.exe\u007f\u009b31m end"
+const TEXT_SHOWN = "hi\\u001b[2J\\u0085next\\u200eline\\u202egnp.exe\\u007f\\u009b31m end"
 const REPLY = `re:${TEXT}`
 
 /** Every character that must never be printed raw. */
@@ -55,18 +57,18 @@ beforeAll(async () => {
   aliceNode = spawnCli(["start", ...optionsOf(alice)], { stdin: "pipe" })
   malloryNode = spawnCli(["start", "--json", ...optionsOf(mallory)], { stdin: "pipe" })
   await Promise.all([
-    aliceNode.waitForLine((l) => /^\* mal.+yrol \(127\.0\.0\.1\) is online$/.test(l), { timeoutMs: 8_000 }),
+    aliceNode.waitForLine((l) => /^\* malyrol \(127\.0\.0\.1\) is online$/.test(l), { timeoutMs: 8_000 }),
     malloryNode.waitForJson((e) => e.event === "peer" && e.username === "alice" && e.status === "online", 8_000)
   ])
 }, 30_000)
 
 describe("a hostile peer's name and text never reach the terminal raw", () => {
-  it("alice's console shows the peer's name, online, as an escape", () => {
+  it("alice's console shows the peer online", () => {
     expect(aliceNode.stdout).toContain(`* ${NAME_SHOWN} (${LOOPBACK}) is online`)
     expectNoRaw("alice's console", aliceNode.stdout)
   })
 
-  it("alice's console shows the peer's message and name as escapes", async () => {
+  it("alice's console shows the peer's message with escapes", async () => {
     malloryNode.input(`msg alice ${TEXT}`)
     const { line } = await aliceNode.waitForLine((l) => l.includes(": hi"), { timeoutMs: 10_000 })
     expect(line).toMatch(new RegExp(`^\\[\\d\\d:\\d\\d:\\d\\d\\] ${NAME_SHOWN.replace(/\\/g, "\\\\")}: `))
@@ -74,7 +76,7 @@ describe("a hostile peer's name and text never reach the terminal raw", () => {
     expectNoRaw("alice's console", aliceNode.stdout)
   }, 20_000)
 
-  it("alice's log lines (stderr) name the peer with escapes too", async () => {
+  it("alice's log lines (stderr) name the peer, with nothing raw", async () => {
     // the responder logs each secure session with the name its handshake proved
     await aliceNode.waitForLine((l) => l.includes("secure session from"), { timeoutMs: 10_000, stream: "stderr" })
     expect(aliceNode.stderr.join("\n")).toContain(NAME_SHOWN)
@@ -85,7 +87,7 @@ describe("a hostile peer's name and text never reach the terminal raw", () => {
     const from = malloryNode.stdout.length
     aliceNode.input(`msg ${NAME} ${REPLY}`)
     const { line } = await malloryNode.waitForLine((l) => l.includes("\"event\":\"message\""), { timeoutMs: 10_000, from })
-    for (const escape of ["\\u001b", "\\u0085", "\\u2028", "\\u202e", "\\u007f", "\\u009b"]) expect(line).toContain(escape)
+    for (const escape of ["\\u001b", "\\u0085", "\\u200e", "\\u202e", "\\u007f", "\\u009b"]) expect(line).toContain(escape)
     expect(JSON.parse(line)).toMatchObject({ event: "message", from: "alice", text: REPLY })
     await aliceNode.waitForLine((l) => l === `  delivered to ${NAME_SHOWN}`, { timeoutMs: 5_000 })
     expectNoRaw("the --json console", malloryNode.stdout)
@@ -103,10 +105,10 @@ describe("a hostile peer's name and text never reach the terminal raw", () => {
     expectNoRaw("alice's console", aliceNode.stdout)
   }, 20_000)
 
-  it("`history --json` escapes the peer's name and texts and parses back; `history` shows escapes", async () => {
+  it("`history --json` escapes the peer's texts and parses back; `history` shows escapes", async () => {
     const json = await cli(alice, ["history", NAME, "--json"])
     expect(json.code, json.stderr).toBe(0)
-    for (const escape of ["\\u0085", "\\u2028", "\\u202e", "\\u007f", "\\u009b", "\\u001b"]) expect(json.stdout).toContain(escape)
+    for (const escape of ["\\u0085", "\\u200e", "\\u202e", "\\u007f", "\\u009b", "\\u001b"]) expect(json.stdout).toContain(escape)
     expectNoRaw("history --json", [json.stdout])
     const rows = JSON.parse(json.stdout) as Array<HistoryRow>
     expect(rows.map(({ direction, peer, text }) => ({ direction, peer, text }))).toEqual([
@@ -120,9 +122,8 @@ describe("a hostile peer's name and text never reach the terminal raw", () => {
     expect(text.stdout).toContain(`me -> ${NAME_SHOWN}: re:${TEXT_SHOWN} (delivered)`)
   }, 30_000)
 
-  it("`peers` and `peers --json` escape the name too", async () => {
+  it("`peers` and `peers --json` print nothing raw", async () => {
     const json = await cli(alice, ["peers", "--json"])
-    expect(json.stdout).toContain(NAME_SHOWN)
     expect((JSON.parse(json.stdout) as Array<{ username: string }>).map((p) => p.username)).toContain(NAME)
     const text = await cli(alice, ["peers"])
     expect(text.stdout).toContain(NAME_SHOWN)

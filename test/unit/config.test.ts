@@ -211,6 +211,9 @@ describe("resolveConfig refuses bad values with a UsageError naming the option",
     ["--name", { name: "a\u0000b" }],
     ["--name", { name: " alice" }],
     ["--name", {}, { P2PCHAT_NAME: "bad\u007fname" }],
+    ["--name", { name: "bob\u200b" }],
+    ["--name", { name: "\u202ebob" }],
+    ["--name", {}, { P2PCHAT_NAME: "bob\u2800" }],
     ["--expire-after", { awayAfter: "10s", expireAfter: "10s" }],
     ["--expire-after", { expireAfter: "5s" }],
     ["--expire-after", { awayAfter: "2m", expireAfter: "1m" }],
@@ -228,6 +231,15 @@ describe("resolveConfig refuses bad values with a UsageError naming the option",
       expect(e).toBeInstanceOf(UsageError)
     })
   }
+
+  it("a refused name: the message names the character as U+XXXX and shows it escaped", () => {
+    const message = usageError({ name: "bob\u200b" }).message
+    expect(message).toBe("--name: a username cannot contain U+200B (a format (invisible) character), got \"bob\\u{200b}\"")
+  })
+
+  it("the name is kept in NFC: a decomposed é becomes the composed one", () => {
+    expect(Effect.runSync(make({ name: "Jose\u0301" }, {})).name).toBe("Jos\u00e9")
+  })
 
   it("the message also quotes the bad value", () => {
     expect(usageError({ udpPort: "abc" }).message).toContain("abc")

@@ -11,7 +11,10 @@ import type { HistoryEntry } from "../../src/services/History.ts"
 import { clean, historyLine, jsonLine, peerLine, render, textLine, toJson } from "../../src/ui/render.ts"
 
 const ESC_CLEAR = "\u001b[2J"
-/** A peer's name as Username allows it (no C0/C1, no U+2028), with a right-to-left override. */
+/**
+ * A name with a right-to-left override. Username refuses it at every edge (hostile LAN,
+ * part 4); the renderers must still escape it, as a second line of defence.
+ */
 const NAME = "mal\u202eyrol"
 /** A peer's text: every kind of hostile character. */
 const TEXT = `hi${ESC_CLEAR}\u0085next\u2028line\u202egnp.exe\u007f\u009b31m\u2066x\u2069\u200e\u200f\u061c\u0000\r\n.`
