@@ -286,22 +286,29 @@ const historyCommand = Command.make("history", {
 
 const trust = Command.make("trust", {
   ...options,
-  user: Argument.String("user").pipe(Argument.withDescription("whose new key to accept"))
+  user: Argument.String("user").pipe(Argument.withDescription("whose key to accept")),
+  fingerprint: Argument.String("fingerprint").pipe(
+    Argument.withDescription("the fingerprint you compared with USER: 60 digits, or at least the first 20 (spaces optional)"),
+    Argument.variadic
+  )
 }, (p) =>
   Effect.gen(function*() {
     const config = yield* resolve(p)
     const { clientRole } = yield* modules.roles
     const { Initiator } = yield* modules.initiator
-    const { Trust } = yield* modules.trust
-    const { PeerRegistry } = yield* modules.registry
+    const { Trust, trustChoices } = yield* modules.trust
     yield* Effect.gen(function*() {
-      const peer = yield* (yield* PeerRegistry).lookup(p.user)
-      const trusted = yield* (yield* Trust).trustPeer(p.user, Option.isSome(peer) ? peer.value.id : undefined)
+      const t = yield* Trust
+      if (p.fingerprint.length === 0) {
+        for (const line of trustChoices(p.user, yield* t.pinned(p.user), yield* t.presented(p.user))) yield* printLine(line)
+        return yield* new UsageError({ message: `trust ${p.user}: give the fingerprint you compared` })
+      }
+      const trusted = yield* t.trustPeer(p.user, p.fingerprint.join(" "))
       yield* printLine(`trusted ${p.user}'s key: ${trusted}`)
       const sent = yield* (yield* Initiator).retryPending(p.user)
       if (sent > 0) yield* printLine(`${sent} waiting message(s) delivered`)
     }).pipe(Effect.scoped, Effect.provide(clientRole(config)))
-  })).pipe(Command.withDescription("accept a peer's changed key after checking its fingerprint"))
+  })).pipe(Command.withDescription("accept the key of USER whose fingerprint you compared"))
 
 const root = Command.make("p2pchat", options, runNode).pipe(
   Command.withDescription("serverless chat for your LAN"),

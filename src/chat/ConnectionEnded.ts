@@ -32,6 +32,7 @@ const SESSION_END: Record<SessionErrorReason, EndReason> = {
   Decrypt: "DecryptFailed",
   Protocol: "Unexpected",
   KeyChanged: "KeyChanged",
+  PeerRefused: "Unexpected",
   Closed: "Closed",
   NoKey: "NoKey",
   Unexpected: "Unexpected",

@@ -192,7 +192,9 @@ const warnSessionFault = (events: Events["Service"], e: SessionError) =>
     ? Effect.andThen(Effect.logWarning(`initiator: ${e.message}`), events.publish({ event: "warning", message: e.message }))
     : Effect.void
 
-const isLost = (e: SendError | SessionError): e is SessionError => e._tag === "SessionError" && e.reason !== "Timeout"
+/** A link lost under a send: not a peer that stayed silent, nor one that said why it refused. */
+const isLost = (e: SendError | SessionError): e is SessionError =>
+  e._tag === "SessionError" && e.reason !== "Timeout" && e.reason !== "PeerRefused"
 
 /** A link lost under a send (not a peer that stayed silent) is tried once more, on a new connection. */
 const retryLostOnce = (once: Effect.Effect<void, SendError | SessionError>, peer: Target): Effect.Effect<void, SendError> =>

@@ -36,10 +36,10 @@ import type { HandshakeFrame } from "../domain/Frames.ts"
 import { usernameKey } from "../domain/Presence.ts"
 import type { IncomingSession } from "../dialects/Dialect.ts"
 import * as Legacy from "../dialects/legacy.ts"
-import { transportCause } from "../dialects/noise/channel.ts"
+import { type SessionError, transportCause } from "../dialects/noise/channel.ts"
 import * as Noise from "../dialects/noise/index.ts"
 import { Config } from "../services/Config.ts"
-import { Crypto } from "../services/Crypto.ts"
+import { Crypto, keyId } from "../services/Crypto.ts"
 import { Events } from "../services/Events.ts"
 import { PeerRegistry } from "../services/PeerRegistry.ts"
 import { type Accepted, type FrameChannel, Transport } from "../transport/Transport.ts"
@@ -81,7 +81,9 @@ const Deps = Effect.gen(function*() {
     trust: yield* Trust,
     inbox: yield* Inbox,
     stats: yield* Stats,
-    limits: yield* makeLimits
+    limits: yield* makeLimits,
+    /** Refused sessions (name and key) the user has been shown: each once, not on every retry. */
+    told: new Set<string>()
   }
 })
 type Deps = Effect.Success<typeof Deps>
@@ -157,12 +159,28 @@ const serve = (deps: Deps, ch: FrameChannel, conn: Conn) => {
     Effect.catchTag("SessionError", (e) =>
       Effect.andThen(
         // A secure session that failed by itself (not by its connection) is news for the user.
-        seen.secure && transportCause(e) === undefined
+        seen.secure && transportCause(e) === undefined && firstTelling(deps.told, e)
           ? deps.events.publish({ event: "warning", message: `secure session from ${ch.label}: ${e.message}` })
           : Effect.void,
         Effect.fail(endOf(e))
       ))
   )
+}
+
+/** Most refused (name, key) pairs remembered; past it the memory starts again. */
+const MAX_TOLD = 1024
+
+/**
+ * Whether the user is to be shown this failure: a refused changed key once per name and key
+ * (a peer retries every 30 s; the log and the stats still count each), anything else always.
+ */
+const firstTelling = (told: Set<string>, e: SessionError): boolean => {
+  if (e.reason !== "KeyChanged" || e.username === undefined || e.presentedKey === undefined) return true
+  const key = `${usernameKey(e.username)}\u0000${keyId(e.presentedKey)}`
+  if (told.has(key)) return false
+  if (told.size >= MAX_TOLD) told.clear()
+  told.add(key)
+  return true
 }
 
 /** Logs and counts how a connection ended. */

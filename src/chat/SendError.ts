@@ -5,6 +5,8 @@
 import * as Data from "effect/Data"
 
 export type SendErrorReason = "UnknownUser" | "Unreachable" | "Timeout" | "Storage" | "Refused" | "Unsupported" | "KeyChanged"
+  /** The peer refused the session: it has pinned another key for this node's name. */
+  | "KeyRejected"
 
 export class SendError extends Data.TaggedError("SendError")<{
   readonly reason: SendErrorReason

@@ -35,7 +35,8 @@ export const handshakeFailed = (peer: Target, e: SessionError): SendError => {
     return new SendError({
       reason: "KeyChanged",
       cause: e,
-      message: `${e.message} From the command line: \`p2pchat trust ${name}\`; in the console: \`trust ${name}\`. ` +
+      message: `${e.message} From the command line: \`p2pchat trust ${name} FINGERPRINT\`; ` +
+        `in the console: \`trust ${name} FINGERPRINT\`. ` +
         `The message is kept as pending and is sent once you trust the new key (not before).`
     })
   }
@@ -54,8 +55,16 @@ export const handshakeTimeout = (peer: Target, ms: number) =>
   `${where(peer)} did not complete the secure handshake within ${ms / 1000} s${keptNote(peer)}`
 
 /** A send that failed on its link (after one more try on a new connection where it was lost). */
-export const sendFailed = (peer: Target, e: SessionError): SendError =>
-  e.reason === "Timeout"
+export const sendFailed = (peer: Target, e: SessionError): SendError => {
+  if (e.reason === "PeerRefused") {
+    return new SendError({
+      reason: "KeyRejected",
+      cause: e,
+      message: `${peer.username} has pinned another key for you: compare fingerprints ` +
+        `(\`whoami\` shows yours); ${peer.username} must \`trust\` your name with your key's fingerprint${keptNote(peer)}`
+    })
+  }
+  return e.reason === "Timeout"
     ? new SendError({
       reason: "Timeout",
       cause: e,
@@ -69,6 +78,7 @@ export const sendFailed = (peer: Target, e: SessionError): SendError =>
       cause: e,
       message: `lost the connection to ${where(peer)}: ${e.message}${keptNote(peer)}`
     })
+}
 
 export const unknownUser = (username: string) =>
   new SendError({ reason: "UnknownUser", message: `no user '${username}' is online; 'users' lists who is` })
@@ -88,8 +98,9 @@ export const pinMismatch = (
 ) =>
   `${count} secure message(s) to ${peer.username} wait: ${peer.username} now announces a key with ` +
   `fingerprint ${m.announcedFingerprint}, not the pinned ${m.pinnedFingerprint}. Someone may be ` +
-  `impersonating ${peer.username}. Compare fingerprints with ${peer.username}, then \`trust ${peer.username}\` ` +
-  `(or \`p2pchat trust ${peer.username}\`) to send them`
+  `impersonating ${peer.username}. Compare fingerprints with ${peer.username}; once a secure session has proven ` +
+  `the new key (a new message tries one), \`trust ${peer.username} FINGERPRINT\` ` +
+  `(or \`p2pchat trust ${peer.username} FINGERPRINT\`) sends them`
 
 export const classicNotKept = (problem: string) =>
   `could not store the message, not sent (${problem}); classic peers get one attempt, so it is not ` +

@@ -38,7 +38,8 @@ export const accept = (ch: FrameChannel, first: Frame): IncomingSession => {
         return fail("Unexpected", "a secure handshake must be the first frame of a connection")
       case "Ack":
       case "Cipher":
-        return fail("Unexpected", `unexpected ${frame._tag === "Ack" ? "ack" : "ct"} frame from an initiator`)
+      case "Error":
+        return fail("Unexpected", `unexpected ${({ Ack: "ack", Cipher: "ct", Error: "error" })[frame._tag]} frame from an initiator`)
     }
   }
 

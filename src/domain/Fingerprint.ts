@@ -30,3 +30,27 @@ export const fingerprint = (publicKey: Uint8Array): string => {
 /** The fingerprint of an announced `id` (base64url public key); null for a classic peer. */
 export const fingerprintOfId = (id: string | undefined): string | null =>
   id === undefined ? null : fingerprint(new Uint8Array(Buffer.from(id, "base64url")))
+
+/** Digits in a whole fingerprint, and the fewest `trust` accepts (a prefix of them). */
+export const FINGERPRINT_DIGITS = CHUNKS * 5
+export const MIN_FINGERPRINT_DIGITS = 20
+
+/**
+ * The digits of a fingerprint as a user types it: the 60 digits or at least their first
+ * 20, spaces optional; or why it is not one.
+ */
+export const parseFingerprint = (input: string): { readonly digits: string } | { readonly problem: string } => {
+  const digits = input.replace(/\s+/g, "")
+  if (!/^[0-9]*$/.test(digits)) return { problem: "a fingerprint has only digits (and spaces)" }
+  if (digits.length < MIN_FINGERPRINT_DIGITS || digits.length > FINGERPRINT_DIGITS) {
+    return {
+      problem: `a fingerprint is ${FINGERPRINT_DIGITS} digits, or at least its first ${MIN_FINGERPRINT_DIGITS}; ` +
+        `this has ${digits.length}`
+    }
+  }
+  return { digits }
+}
+
+/** Whether `digits` (from parseFingerprint) are the fingerprint of `publicKey`, or its start. */
+export const fingerprintMatches = (digits: string, publicKey: Uint8Array): boolean =>
+  fingerprint(publicKey).replace(/ /g, "").startsWith(digits)

@@ -30,6 +30,14 @@ export const EncryptedFrame = Schema.Struct({
 export const AckFrame = Schema.Struct({ ack: MessageId })
 export const HandshakeFrame = Schema.Struct({ proto: Schema.optionalKey(Schema.String), hs: Base64 })
 export const CipherFrame = Schema.Struct({ ct: Base64 })
+/**
+ * Why a responder refuses a secure session, said once the handshake is complete and before
+ * it closes: a code from this fixed set, nothing more. "key-changed": the initiator's
+ * proven key is not the one the responder pinned for the name it claimed.
+ */
+export const RefusalCode = Schema.Literals(["key-changed"])
+export type RefusalCode = typeof RefusalCode.Type
+export const ErrorFrame = Schema.Struct({ error: RefusalCode })
 
 export type PlainFrame = typeof PlainFrame.Type
 export type KeyFrame = typeof KeyFrame.Type
@@ -37,6 +45,7 @@ export type EncryptedFrame = typeof EncryptedFrame.Type
 export type AckFrame = typeof AckFrame.Type
 export type HandshakeFrame = typeof HandshakeFrame.Type
 export type CipherFrame = typeof CipherFrame.Type
+export type ErrorFrame = typeof ErrorFrame.Type
 
 export type Frame =
   | { readonly _tag: "Plain"; readonly frame: PlainFrame }
@@ -45,6 +54,7 @@ export type Frame =
   | { readonly _tag: "Ack"; readonly frame: AckFrame }
   | { readonly _tag: "Handshake"; readonly frame: HandshakeFrame }
   | { readonly _tag: "Cipher"; readonly frame: CipherFrame }
+  | { readonly _tag: "Error"; readonly frame: ErrorFrame }
 
 /** Secure session inner objects (after the Noise handshake). */
 export const InnerMessage = Schema.Struct({
@@ -67,7 +77,8 @@ const decoders: ReadonlyArray<readonly [string, Frame["_tag"], (u: unknown) => R
   ["unencrypted_message", "Plain", Schema.decodeUnknownResult(PlainFrame)],
   ["encrypted_message", "Encrypted", Schema.decodeUnknownResult(EncryptedFrame)],
   ["key", "Key", Schema.decodeUnknownResult(KeyFrame)],
-  ["ack", "Ack", Schema.decodeUnknownResult(AckFrame)]
+  ["ack", "Ack", Schema.decodeUnknownResult(AckFrame)],
+  ["error", "Error", Schema.decodeUnknownResult(ErrorFrame)]
 ]
 
 

@@ -4,7 +4,8 @@
  *
  * - a secure session's proven key is pinned on first use for its (case-folded) name; a
  *   different key later refuses the session (KeyChanged) and is kept as "presented", so
- *   that `trust USER` accepts exactly the key that peer proved;
+ *   that `trust USER FINGERPRINT` can accept exactly the key that peer proved, once the
+ *   user has compared its fingerprint (an announced, unproven key is never trusted);
  * - a name whose announced key is not the pinned one gets no secure messages until the
  *   user decides (`pinnedMismatch`);
  * - outside a secure session nothing proves a name: a plain `from` is believed only from
@@ -19,7 +20,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { fingerprint } from "../domain/Fingerprint.ts"
+import { fingerprint, fingerprintMatches, parseFingerprint } from "../domain/Fingerprint.ts"
 import type { Peer } from "../domain/Peer.ts"
 import { usernameKey } from "../domain/Presence.ts"
 import { idToKey, keyId } from "../services/Crypto.ts"
@@ -42,7 +43,8 @@ export type TrustResult =
   }
 
 export class TrustError extends Data.TaggedError("TrustError")<{
-  readonly reason: "NoKey" | "Storage"
+  /** BadFingerprint: not a fingerprint; NoMatch: no key the peer proved has that fingerprint. */
+  readonly reason: "BadFingerprint" | "NoMatch" | "Storage"
   readonly message: string
   readonly cause?: unknown
 }> {}
@@ -99,8 +101,26 @@ const keyChanged = (
       `Pinned fingerprint:    ${changed.pinnedFingerprint}. ` +
       `Presented fingerprint: ${changed.presentedFingerprint}. ` +
       `Someone may be impersonating ${username}, or ${username} made a new identity. ` +
-      `Compare the fingerprint with ${username} in person or by phone, then run \`trust ${username}\` to accept the new key.`
+      `Compare the fingerprint with ${username} in person or by phone, then run \`trust ${username} FINGERPRINT\` ` +
+      `with the fingerprint ${username} read you to accept the new key.`
 })
+
+/**
+ * What `trust USER` without a fingerprint says (it pins nothing): the fingerprints of the keys
+ * USER proved, pinned and offered (presented in a refused session), and how to choose one.
+ */
+export const trustChoices = (
+  username: string,
+  pinned: Option.Option<Uint8Array>,
+  presented: Option.Option<Uint8Array>
+): ReadonlyArray<string> => [
+  Option.isSome(pinned) ? `${username}'s pinned key: ${fingerprint(pinned.value)}` : `no key pinned for ${username}`,
+  Option.isSome(presented)
+    ? `${username} offered:        ${fingerprint(presented.value)}  (proven in a refused secure session)`
+    : `${username} has offered no other key in a secure session`,
+  `nothing trusted: give the fingerprint you compared with ${username}: \`trust ${username} FINGERPRINT\` ` +
+  `(all 60 digits, or at least the first 20)`
+]
 
 /** The pinned key of a name that announces another one: secure messages to it wait. */
 export interface PinMismatch {
@@ -115,11 +135,12 @@ export class Trust extends Context.Service<Trust, {
    */
   readonly verifySession: (peer: Authenticated) => Effect.Effect<Option.Option<KeyChanged>, HistoryError>
   /**
-   * `trust USER`: pins the key USER proved in the last session refused for a changed key;
-   * failing that, `announcedId` (the key USER announces now, which the user compared).
-   * Returns the fingerprint now pinned.
+   * `trust USER FINGERPRINT`: pins the key USER proved in a handshake (the one it presented
+   * in the last refused session, or the one pinned already) whose fingerprint is
+   * `fingerprintText` (60 digits, or at least the first 20; spaces optional). Any other
+   * fingerprint pins nothing (NoMatch). Returns the fingerprint now pinned.
    */
-  readonly trustPeer: (username: string, announcedId: string | undefined) => Effect.Effect<string, TrustError>
+  readonly trustPeer: (username: string, fingerprintText: string) => Effect.Effect<string, TrustError>
   /** Whether `peer` announces a key other than the one pinned for its name. */
   readonly pinnedMismatch: (peer: Peer) => Effect.Effect<Option.Option<PinMismatch>>
   readonly pinned: (username: string) => Effect.Effect<Option.Option<Uint8Array>, HistoryError>
@@ -141,21 +162,29 @@ export const make = Effect.gen(function*() {
     Effect.map(withHistory(checkTrust(peer.username, peer.key)), (result) =>
       result._tag === "Changed" ? Option.some(keyChanged(peer.username, peer.key, result)) : Option.none())
 
-  const trustPeer = (username: string, announcedId: string | undefined) =>
+  const trustPeer = (username: string, fingerprintText: string) =>
     Effect.gen(function*() {
+      const parsed = parseFingerprint(fingerprintText)
+      if ("problem" in parsed) {
+        return yield* new TrustError({ reason: "BadFingerprint", message: `nothing trusted: ${parsed.problem}` })
+      }
       const name = usernameKey(username)
-      const presented = yield* history.presentedKey(name)
-      const announced = announcedId !== undefined ? Option.some(idToKey(announcedId)) : Option.none()
-      const key = Option.isSome(presented) ? presented : announced
-      if (Option.isNone(key)) {
+      const presented = Option.getOrUndefined(yield* history.presentedKey(name))
+      const pinned = Option.getOrUndefined(yield* history.getPin(name))
+      const matching = [presented, pinned].filter((k): k is Uint8Array => k !== undefined && fingerprintMatches(parsed.digits, k))
+      if (matching.length === 0 || (matching.length === 2 && !sameBytes(matching[0]!, matching[1]!))) {
         return yield* new TrustError({
-          reason: "NoKey",
-          message: `no key to trust for ${username}: it has presented no new key in a secure session and announces none now`
+          reason: "NoMatch",
+          message: matching.length === 0
+            ? `nothing trusted: no key ${username} proved in a secure session has the fingerprint ` +
+              `${fingerprintText.trim()}; \`trust ${username}\` shows the fingerprints of its keys: compare them with ${username} again`
+            : `nothing trusted: both keys of ${username} start with these digits; give all 60 digits`
         })
       }
-      yield* withHistory(trust(name, key.value))
-      yield* history.setPresentedKey(name, undefined, yield* now)
-      return fingerprint(key.value)
+      const key = matching[0]!
+      yield* withHistory(trust(name, key))
+      if (presented !== undefined && sameBytes(presented, key)) yield* history.setPresentedKey(name, undefined, yield* now)
+      return fingerprint(key)
     }).pipe(
       Effect.catchTag("HistoryError", (e) => Effect.fail(new TrustError({ reason: "Storage", message: e.message, cause: e })))
     )

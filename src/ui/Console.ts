@@ -22,7 +22,7 @@ import { Initiator } from "../chat/Initiator.ts"
 import { type Mode, MODE_WORD } from "../domain/Mode.ts"
 import { PeerRegistry } from "../services/PeerRegistry.ts"
 import { peerView } from "../services/PeerSnapshot.ts"
-import { Trust } from "../trust/Trust.ts"
+import { Trust, trustChoices } from "../trust/Trust.ts"
 import { clean, historyLine, peerLine, render, toJson } from "./render.ts"
 
 /** How the console ended: the user quit, or its input ended. */
@@ -36,7 +36,7 @@ const HELP = `commands:
   away / back           tell the others you are away, or back
   whoami                your name and fingerprint
   verify USER           both fingerprints, to compare aloud with USER
-  trust USER            accept USER's new key after comparing fingerprints
+  trust USER FPRINT     accept USER's key with the fingerprint you compared (trust USER shows them)
   help                  this list
   quit                  leave`
 
@@ -182,15 +182,19 @@ const verify = (ctx: Ctx, user: string) =>
     }
     const presented = yield* history.presentedKey(usernameKey(user)).pipe(Effect.orElseSucceed(() => Option.none<Uint8Array>()))
     if (Option.isSome(presented)) {
-      yield* say(`${user} presented:    ${fingerprint(presented.value)}  (in a refused session; \`trust ${user}\` accepts it)`)
+      yield* say(`${user} presented:    ${fingerprint(presented.value)}  (in a refused session; \`trust ${user} FINGERPRINT\` accepts it once compared)`)
     }
     if (Option.isNone(pin) && announced === undefined) yield* say(`no key known for ${user} yet (no secure session, no announced id)`)
   })
 
-const trust = (ctx: Ctx, user: string) =>
+/** `trust USER FINGERPRINT`; without the fingerprint, the ones to compare (nothing is pinned). */
+const trust = (ctx: Ctx, user: string, typed: string) =>
   Effect.gen(function*() {
-    const peer = yield* ctx.registry.lookup(user)
-    const trusted = yield* ctx.trust.trustPeer(user, Option.isSome(peer) ? peer.value.id : undefined)
+    if (typed === "") {
+      const lines = trustChoices(user, yield* ctx.trust.pinned(user), yield* ctx.trust.presented(user))
+      return yield* Effect.forEach(lines, ctx.say, { discard: true })
+    }
+    const trusted = yield* ctx.trust.trustPeer(user, typed)
     yield* ctx.say(`trusted ${user}'s key ${trusted}`)
     // Messages that waited for this decision go now.
     yield* Effect.forkScoped(ctx.initiator.retryPending(user))
@@ -234,7 +238,7 @@ const dispatch = (ctx: Ctx, line: string): Effect.Effect<ConsoleEnd | undefined,
     case "verify":
       return run(arg === undefined ? ctx.say("usage: verify USER") : verify(ctx, arg))
     case "trust":
-      return run(arg === undefined ? ctx.say("usage: trust USER") : trust(ctx, arg))
+      return run(arg === undefined ? ctx.say("usage: trust USER FINGERPRINT") : trust(ctx, arg, rest.slice(1).join(" ")))
     case "help":
       return run(Effect.forEach(HELP.split("\n"), ctx.say, { discard: true }))
     case "quit":

@@ -10,6 +10,7 @@ import * as dgram from "node:dgram"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
+import type { RefusalCode } from "../../src/domain/Frames.ts"
 import { generateKeyPair } from "../../src/domain/Noise.ts"
 import { respondRole } from "../../src/layers/Node.ts"
 import { type NodeConfig, testConfig } from "../../src/services/Config.ts"
@@ -128,6 +129,16 @@ const expectHangUp = (s: RawSession) =>
     assert.include(["Closed", "Protocol"], e.reason, e.message)
   })
 
+/** The responder says why it refuses (an error frame, nothing more), then hangs up. */
+const expectRefusal = (s: RawSession, code: RefusalCode) =>
+  Effect.gen(function*() {
+    const frame = yield* s.io.read.pipe(
+      Effect.timeoutOrElse({ duration: 2000, orElse: () => Effect.die(new Error("no error frame within 2 s")) })
+    )
+    assert.deepStrictEqual(frame, { _tag: "Error", frame: { error: code } })
+    yield* expectHangUp(s)
+  })
+
 /** Sends what the responder will refuse; the write itself may already meet the hang-up. */
 const sendBad = (s: RawSession, id: string, text: string) => Effect.ignore(s.channel.send(msg(id, text)))
 
@@ -237,8 +248,8 @@ describe("secure sessions between p2pchat nodes", () => {
       assert.strictEqual(changed.reason, "KeyChanged")
       assert.include(changed.message, `Pinned fingerprint:    ${bob.fingerprint}`)
       assert.include(changed.message, `Presented fingerprint: ${mallory.fingerprint}`)
-      assert.include(changed.message, "`p2pchat trust bob`")
-      assert.include(changed.message, "`trust bob`")
+      assert.include(changed.message, "`p2pchat trust bob FINGERPRINT`")
+      assert.include(changed.message, "`trust bob FINGERPRINT`")
       assert.include(changed.message, "pending")
 
       // nothing reached mallory, who never even learnt who alice is; alice keeps both messages
@@ -264,11 +275,9 @@ describe("secure sessions between p2pchat nodes", () => {
       // the refused session left the key it proved for `trust bob` to accept
       const presented = yield* Effect.orDie(alice.history.presentedKey("bob"))
       assert.isTrue(Option.isSome(presented) && keyId(presented.value) === mallory.id)
-      // the user compared fingerprints and accepts the new key: `trust bob`
-      const announced = yield* alice.registry.lookup("bob")
-      const trusted = yield* Effect.orDie(Effect.flatMap(Effect.service(Trust), (t) =>
-        t.trustPeer("bob", Option.isSome(announced) ? announced.value.id : undefined)
-      )).pipe(Effect.provideContext(alice.context))
+      // the user compared fingerprints and accepts the new key: `trust bob FINGERPRINT`
+      const trusted = yield* Effect.orDie(Effect.flatMap(Effect.service(Trust), (t) => t.trustPeer("bob", mallory.fingerprint)))
+        .pipe(Effect.provideContext(alice.context))
       assert.strictEqual(trusted, mallory.fingerprint)
       assert.isTrue(Option.isNone(yield* Effect.orDie(alice.history.presentedKey("bob"))))
       const after = yield* alice.initiator.send("bob", "after trust")
@@ -381,12 +390,12 @@ describe("secure sessions between p2pchat nodes", () => {
       const other = yield* identityFromKeyPair(generateKeyPair())
       const impostor = yield* rawSecureClient(bob.port, "Mallet", other)
       yield* sendBad(impostor, "k-1", "IMPOSTOR")
-      yield* expectHangUp(impostor)
+      yield* expectRefusal(impostor, "key-changed")
       yield* waitUntil("the key-change warning", () => eventsOf(bob.events, "warning").some((m) => m.includes("CHANGED")))
       const keyChanged = eventsOf(bob.events, "warning").find((m) => m.includes("CHANGED"))!
       assert.include(keyChanged, `Pinned fingerprint:    ${mallet.fingerprint}`)
       assert.include(keyChanged, `Presented fingerprint: ${other.fingerprint}`)
-      assert.include(keyChanged, "`trust Mallet`")
+      assert.include(keyChanged, "`trust Mallet FINGERPRINT`")
       assert.isTrue(logged.some((l) => l.includes("[warn]") && l.includes("CHANGED") && l.includes(other.fingerprint)))
       assert.notInclude(messageEvents(bob.events).join("\n"), "IMPOSTOR")
       assert.strictEqual((yield* conversation(bob, "mallet")).length, 3)
@@ -413,6 +422,59 @@ describe("secure sessions between p2pchat nodes", () => {
       assert.strictEqual(e._tag, "SessionError")
       yield* waitUntil("the log line", () => logged.some((l) => l.includes("no username")))
       assert.include(logged.find((l) => l.includes("no username"))!, "--name")
+    }))
+})
+
+describe("trust what you compared", () => {
+  it.live("bob's key changes: alice refuses him and says why, tells her user once, and pins only the fingerprint she compared", () =>
+    Effect.gen(function*() {
+      const alice = yield* startNode("alice", yield* tempDir("alice"))
+      const bobPort = yield* freeTcpPort
+      const oldBob = yield* startNode("bob", yield* tempDir("bob"), { tcpPort: bobPort })
+      yield* meet(alice, oldBob, bobPort)
+      yield* meet(oldBob, alice)
+      assert.strictEqual((yield* alice.initiator.send("bob", "hello bob")).state, "delivered")
+      assert.strictEqual((yield* oldBob.initiator.send("alice", "hello alice")).state, "delivered")
+
+      // bob's key changes: a new identity on his port, announcing it
+      yield* oldBob.close
+      assert.isTrue(yield* alice.registry.bye({ bye: "bob", id: oldBob.id }, LOOPBACK))
+      const bob = yield* startNode("bob", yield* tempDir("bob-new"), { tcpPort: bobPort })
+      yield* meet(alice, bob, bobPort)
+      yield* meet(bob, alice)
+
+      // alice's send is refused: bob proves a key other than the one she pinned
+      const refused = yield* Effect.flip(alice.initiator.send("bob", "still you?"))
+      assert.strictEqual(refused.reason, "KeyChanged")
+
+      // bob writes to alice: she refuses the session, and says why; bob's SendError gives the reason
+      const rejected = yield* Effect.flip(bob.initiator.send("alice", "it is me, new key"))
+      assert.strictEqual(rejected.reason, "KeyRejected")
+      assert.include(rejected.message, "alice has pinned another key for you: compare fingerprints")
+      // bob retries; alice's user hears of it once, her log and stats count every refusal
+      for (let i = 0; i < 3; i++) assert.strictEqual(yield* bob.initiator.retryPending("alice"), 0)
+      yield* waitUntilEffect("every refusal counted", Effect.map(alice.responder.stats, (st) => (st.rejectedByReason["KeyChanged"] ?? 0) >= 4))
+      const told = eventsOf(alice.events, "warning").filter((m) => m.startsWith("secure session from") && m.includes("CHANGED"))
+      assert.strictEqual(told.length, 1, told.join("\n"))
+      assert.include(told[0]!, bob.fingerprint)
+      assert.deepStrictEqual(yield* conversation(alice, "bob").pipe(Effect.map((c) => c.filter((e) => e.direction === "received").map((e) => e.text))), ["hello alice"])
+
+      const t = Context.get(alice.context, Trust)
+      // `trust bob` with a fingerprint bob never proved pins nothing
+      const wrong = yield* Effect.flip(t.trustPeer("bob", alice.fingerprint))
+      assert.strictEqual(wrong.reason, "NoMatch")
+      const pinned = yield* Effect.orDie(alice.history.getPin("bob"))
+      assert.isTrue(Option.isSome(pinned) && keyId(pinned.value) === oldBob.id)
+
+      // `trust bob` with the first 20 digits of the presented fingerprint pins bob's new key
+      assert.strictEqual(yield* Effect.orDie(t.trustPeer("bob", bob.fingerprint.slice(0, 23))), bob.fingerprint)
+      const now = yield* Effect.orDie(alice.history.getPin("bob"))
+      assert.isTrue(Option.isSome(now) && keyId(now.value) === bob.id)
+      // the pending messages go, both ways
+      assert.strictEqual(yield* alice.initiator.retryPending("bob"), 1)
+      yield* bob.initiator.retryPending("alice")
+      yield* waitUntilEffect("bob's pending message delivered", Effect.map(conversation(alice, "bob"), (c) => c.some((e) => e.text === "it is me, new key")))
+      assert.deepStrictEqual((yield* conversation(bob, "alice")).filter((e) => e.direction === "received").map((e) => e.text), ["still you?"])
     }))
 })
 

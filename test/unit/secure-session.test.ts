@@ -773,6 +773,26 @@ describe("secure session: trust on first use", () => {
       assert.strictEqual(sessionFailure(old.initiator).reason, "KeyChanged")
     }))
 
+  it.effect("a responder refusing a changed key says why in one error frame; the initiator's session fails with PeerRefused", () =>
+    Effect.gen(function*() {
+      const alice = yield* makeNode()
+      const bob = yield* makeNode()
+      const newAlice = yield* makeNode()
+      yield* establish({ initiator: alice, responder: bob })
+      const r = yield* handshakeBoth({ initiator: newAlice, responder: bob })
+      assert.strictEqual(sessionFailure(r.responder).reason, "KeyChanged")
+      // the responder's last frame: the code, nothing more (not even a fingerprint)
+      assert.strictEqual(r.conn.toInitiator.log.at(-1), JSON.stringify({ error: "key-changed" }))
+      const e = yield* Effect.flip(success(r.initiator).receive)
+      assert.strictEqual(e.reason, "PeerRefused")
+      assert.strictEqual(e.refusal, "key-changed")
+      assert.include(e.message, "pinned another key")
+      // an initiator refusing a changed key sends nothing of the kind (it never sends message 3)
+      const refused = yield* handshakeBoth({ initiator: alice, responder: newAlice, responderName: "bob" })
+      assert.strictEqual(sessionFailure(refused.initiator).reason, "KeyChanged")
+      assert.isFalse(refused.conn.toResponder.log.some((t) => t.includes("error")))
+    }))
+
   it.effect("the bare handshakes (initiate/accept) leave pins to the caller", () =>
     Effect.gen(function*() {
       const alice = yield* makeNode()

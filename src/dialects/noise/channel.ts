@@ -12,7 +12,7 @@ import * as Exit from "effect/Exit"
 import * as Result from "effect/Result"
 import * as Semaphore from "effect/Semaphore"
 import { fingerprint } from "../../domain/Fingerprint.ts"
-import { decodeInner, type Frame, type Inner } from "../../domain/Frames.ts"
+import { decodeInner, type Frame, type Inner, type RefusalCode } from "../../domain/Frames.ts"
 import { MAX_FRAME_BYTES } from "../../domain/Framing.ts"
 import { MAX_MESSAGE_LENGTH, MAX_PLAINTEXT_LENGTH, NoiseError, type Transport } from "../../domain/Noise.ts"
 import type { FrameChannel, TransportError } from "../../transport/Transport.ts"
@@ -33,8 +33,8 @@ export interface FrameIO {
 }
 
 /**
- * The one error of the dialects. Handshake, Decrypt, Protocol, KeyChanged and Closed are the
- * secure session's; NoKey (classic ciphertext before any key exchange), Unexpected (a valid
+ * The one error of the dialects. Handshake, Decrypt, Protocol, KeyChanged, PeerRefused (the
+ * peer said why it refuses the session: an error frame) and Closed are the secure session's; NoKey (classic ciphertext before any key exchange), Unexpected (a valid
  * frame that makes no sense where it came) and Timeout (no answer where one was due) the
  * classic dialects'.
  */
@@ -43,6 +43,7 @@ export type SessionErrorReason =
   | "Decrypt"
   | "Protocol"
   | "KeyChanged"
+  | "PeerRefused"
   | "Closed"
   | "NoKey"
   | "Unexpected"
@@ -58,6 +59,8 @@ export class SessionError extends Data.TaggedError("SessionError")<{
   /** KeyChanged only: the username (as the peer spelled it) and the key it presented, for `trust USER`. */
   readonly username?: string
   readonly presentedKey?: Uint8Array
+  /** PeerRefused only: the refusal code of the peer's error frame. */
+  readonly refusal?: RefusalCode
   readonly cause?: unknown
 }> {}
 
@@ -149,6 +152,8 @@ export const frameName = (frame: Frame): string => {
       return "classic key"
     case "Ack":
       return "classic ack"
+    case "Error":
+      return "error"
   }
 }
 
@@ -171,11 +176,22 @@ export const explainNoise = (e: unknown): string => {
 // ---------------------------------------------------------------------------------------------
 // The channel
 
+/** What a peer's refusal code means, from this node's side. */
+export const refusalText = (code: RefusalCode): string => {
+  switch (code) {
+    case "key-changed":
+      return "the peer refused the session: it has pinned another key for this node's name"
+  }
+}
+
 /** Decrypts a `{"ct"}` frame into its inner object, or says why it cannot be accepted. */
 const openFrame = (
   transport: Transport,
   frame: Frame
-): Result.Result<Inner, { readonly reason: SessionErrorReason; readonly message: string }> => {
+): Result.Result<Inner, { readonly reason: SessionErrorReason; readonly message: string; readonly refusal?: RefusalCode }> => {
+  if (frame._tag === "Error") {
+    return Result.fail({ reason: "PeerRefused", message: refusalText(frame.frame.error), refusal: frame.frame.error })
+  }
   if (frame._tag !== "Cipher") {
     return Result.fail({ reason: "Protocol", message: `expected an encrypted (ct) frame, got a ${frameName(frame)} frame` })
   }
@@ -211,8 +227,14 @@ export const makeChannel = (io: FrameIO, transport: Transport, peer: Authenticat
     endedBecause ??= e.message
     return e
   }
-  const endWith = (reason: SessionErrorReason, message: string) =>
-    Effect.fail(end(new SessionError({ reason, message: `secure session with ${peer.username} ended: ${message}` })))
+  const endWith = (reason: SessionErrorReason, message: string, refusal?: RefusalCode) =>
+    Effect.fail(end(
+      new SessionError({
+        reason,
+        message: `secure session with ${peer.username} ended: ${message}`,
+        ...(refusal === undefined ? {} : { refusal })
+      })
+    ))
   const closed = () =>
     Effect.fail(
       new SessionError({ reason: "Closed", message: `the secure session with ${peer.username} has ended (${endedBecause})` })
@@ -247,7 +269,9 @@ export const makeChannel = (io: FrameIO, transport: Transport, peer: Authenticat
     Effect.suspend(() => {
       if (endedBecause !== undefined) return closed()
       const inner = openFrame(transport, frame)
-      return Result.isSuccess(inner) ? Effect.succeed(inner.success) : endWith(inner.failure.reason, inner.failure.message)
+      return Result.isSuccess(inner)
+        ? Effect.succeed(inner.success)
+        : endWith(inner.failure.reason, inner.failure.message, inner.failure.refusal)
     })
 
   const receive: Effect.Effect<Inner, SessionError> = Effect.suspend(() =>

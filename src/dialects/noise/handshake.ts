@@ -6,6 +6,9 @@
  *   -> {"hs": m3}                           s, se             payload {"username": initiator}
  *   <> {"ct": ...}                          transport messages (channel.ts)
  *
+ * A responder that refuses the initiator's proven key because it pinned another one for
+ * that name says so before it closes: `<- {"error": "key-changed"}` (nothing more).
+ *
  * A handshake is never resumed: any failure ends it. Use `initiateTrusted` /
  * `acceptTrusted`: they run the Trust service's check, so a caller cannot forget it.
  * `initiate` / `accept` are the bare handshakes.
@@ -16,7 +19,7 @@ import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import { fingerprint } from "../../domain/Fingerprint.ts"
-import { type HandshakeFrame, HandshakePayload } from "../../domain/Frames.ts"
+import { type ErrorFrame, type HandshakeFrame, HandshakePayload } from "../../domain/Frames.ts"
 import type { Handshake } from "../../domain/Noise.ts"
 import { oneLine, PROTO, usernameKey } from "../../domain/Presence.ts"
 import { Crypto, keyId } from "../../services/Crypto.ts"
@@ -222,9 +225,15 @@ const runResponder = <E, R>(
           `another node may be impersonating ${peer.username}`
       )
     }
-    yield* verify(peer)
+    yield* verify(peer).pipe(Effect.tapError((e) => isKeyChanged(e) ? sayRefusal(io, { error: "key-changed" }) : Effect.void))
     return makeChannel(io, hs.split(), peer)
   }).pipe(withHandshakeTimeout(opts.timeout))
+
+const isKeyChanged = (e: unknown): boolean => e instanceof SessionError && e.reason === "KeyChanged"
+
+/** The responder's last frame before it refuses a complete handshake; a failed write changes nothing. */
+const sayRefusal = (io: FrameIO, frame: ErrorFrame) => Effect.ignore(io.write(frame))
+
 // ---------------------------------------------------------------------------------------------
 // Entry points
 
