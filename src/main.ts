@@ -331,7 +331,9 @@ const errorMessage = (e: unknown): string =>
  */
 const flushed = (stream: NodeJS.WriteStream): Promise<void> =>
   new Promise((resolve) => {
-    if (stream.destroyed || stream.writableEnded) return resolve()
+    // Nothing waiting: nothing to wait for. (An empty write to an idle stream is not only
+    // useless: on Node 26 its callback sometimes never came, and the process hung.)
+    if (stream.destroyed || stream.writableEnded || stream.writableLength === 0) return resolve()
     // an error ends the wait; it must not be thrown as uncaught while the process exits
     stream.on("error", () => resolve())
     stream.write("", () => resolve())
