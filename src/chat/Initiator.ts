@@ -3,8 +3,10 @@
  * peer"): `send` picks the mode, checks that the message fits, and hands it to the Outbox,
  * which stores it, sends it over a Link and waits for its ack.
  *
- * The default mode is noise for a p2pchat peer that announces a key, plain for one that
- * announces none, and classic-3des for a classic peer.
+ * The default mode is noise for a p2pchat peer that announces a key or whose name has a
+ * pinned key, plain for one that announces none, and classic-3des for a classic peer. A
+ * pinned name gets plain or classic only when asked for, with a warning before it leaves;
+ * a secure message to a pinned name that announces no key waits (pending) for one that does.
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -22,6 +24,7 @@ import { MAX_INNER_BYTES } from "../dialects/noise/channel.ts"
 import { Config } from "../services/Config.ts"
 import { Events } from "../services/Events.ts"
 import { PeerRegistry } from "../services/PeerRegistry.ts"
+import { Trust } from "../trust/Trust.ts"
 import { Links } from "./Links.ts"
 import { Outbox, type UnstoredMessage } from "./Outbox.ts"
 import { SendError } from "./SendError.ts"
@@ -53,10 +56,13 @@ export const secureInnerBytes = (inner: InnerMessage): number => Buffer.byteLeng
 const defaultMode = (peer: Peer): Mode =>
   peer.proto !== "p2pchat/1" ? "classic-3des" : peer.id !== undefined ? "noise" : "plain"
 
-/** Why `text` cannot go to `peer` in `mode` as one message, if it cannot. */
-const refusal = (peer: Peer, mode: Mode, ownName: string | undefined, text: string, id: string, at: Date) => {
+/**
+ * Why `text` cannot go to `peer` in `mode` as one message, if it cannot. A pinned name is
+ * sent secure messages whatever it announces (they wait for its key).
+ */
+const refusal = (peer: Peer, mode: Mode, ownName: string | undefined, text: string, id: string, at: Date, pinned: boolean) => {
   const p2p = peer.proto === "p2pchat/1"
-  if (mode === "noise" && !p2p) {
+  if (mode === "noise" && !p2p && !pinned) {
     return new SendError({
       reason: "Unsupported",
       message: `${peer.username} runs a classic chat program, which has no secure sessions: ` +
@@ -89,19 +95,26 @@ export const make = Effect.gen(function*() {
   const events = yield* Events
   const outbox = yield* Outbox
   const links = yield* Links
+  const trust = yield* Trust
 
   const send = (username: string, text: string, mode?: Mode): Effect.Effect<SendResult, SendError> =>
     Effect.gen(function*() {
       const found = yield* registry.lookup(username)
       if (Option.isNone(found)) return yield* Text.unknownUser(username)
       const peer = found.value
-      const chosen = mode ?? defaultMode(peer)
+      const pinned = Option.isSome(yield* trust.pinned(peer.key).pipe(Effect.orElseSucceed(() => Option.none())))
+      const chosen = mode ?? (pinned ? "noise" : defaultMode(peer))
       const id = randomUUID()
       const at = new Date(yield* Clock.currentTimeMillis)
-      const refused = refusal(peer, chosen, config.name, text, id, at)
+      const refused = refusal(peer, chosen, config.name, text, id, at, pinned)
       if (refused !== undefined) return yield* refused
+      if (pinned && chosen !== "noise") yield* events.publish({ event: "warning", message: Text.pinnedDowngrade(peer, chosen) })
       if (chosen === "classic-3des") yield* events.publish({ event: "warning", message: CLASSIC_WARNING })
-      const state = yield* outbox.submit(peer, { id, peer: peer.key, text, at, mode: chosen, username: peer.username })
+      const message = { id, peer: peer.key, text, at, mode: chosen, username: peer.username }
+      // Only a key can prove a pinned name: without one announced, nothing goes to that address.
+      const state = pinned && chosen === "noise" && (peer.id === undefined || peer.proto !== "p2pchat/1")
+        ? yield* outbox.hold(message, Text.pinnedNotProven(peer))
+        : yield* outbox.submit(peer, message)
       return { id, peer: peer.username, mode: chosen, state }
     })
 

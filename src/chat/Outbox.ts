@@ -48,6 +48,8 @@ export interface UnstoredMessage extends NewMessage {
 export class Outbox extends Context.Service<Outbox, {
   /** Stores `message` as pending and delivers it to `peer`: "delivered" (acked) or "sent" (a classic peer). */
   readonly submit: (peer: Peer, message: UnstoredMessage) => Effect.Effect<"delivered" | "sent", SendError>
+  /** Stores `message` as pending without sending it now, and tells the user why (`why`). */
+  readonly hold: (message: UnstoredMessage, why: string) => Effect.Effect<"pending", SendError>
   /** Resends pending messages to online p2pchat peers (with their ids); how many got delivered. */
   readonly retryPending: (username?: string) => Effect.Effect<number>
   /** Messages kept in memory because they could not be stored yet (oldest first). */
@@ -254,6 +256,14 @@ export const make = Effect.gen(function*() {
       return "delivered" as const
     })
 
+  const hold = (m: UnstoredMessage, why: string) =>
+    Effect.gen(function*() {
+      yield* deps.history.recordSent(m).pipe(Effect.catch((e) => unstored.keep(m, false, e.message)))
+      yield* Effect.logWarning(`initiator: ${why}`)
+      yield* deps.events.publish({ event: "warning", message: why })
+      return "pending" as const
+    })
+
   const retryIn = (peerKey?: string) => Effect.forkIn(retryPending(peerKey), layerScope)
   // The pending lookup is one indexed query: it runs at every announcement of a peer online.
   yield* Effect.forkScoped(Stream.runForEach(yield* deps.registry.changes, (c) => heardOnline(c) ? retryIn(c.peer.key) : Effect.void))
@@ -262,7 +272,7 @@ export const make = Effect.gen(function*() {
   // The first sweep waits one interval: a one-shot `send` ends long before it.
   yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(deps.tuning.retryEveryMs ?? RETRY_EVERY_MS), retryPending())))
 
-  return Outbox.of({ submit, retryPending, unstored: Effect.sync(() => [...unstored.list]) })
+  return Outbox.of({ submit, hold, retryPending, unstored: Effect.sync(() => [...unstored.list]) })
 })
 
 export const layer = Layer.effect(Outbox, make)

@@ -88,6 +88,20 @@ const Deps = Effect.gen(function*() {
 })
 type Deps = Effect.Success<typeof Deps>
 
+/**
+ * The announced key a secure session claiming `name` must match, if any. The proven key wins:
+ * a pinned name is decided by its pin alone (Trust.verifySession), whatever is announced; an
+ * unpinned one only by a signed announcement (an unsigned one may be anyone's, and must not
+ * lock the real peer out).
+ */
+const rivalKeyId = (registry: Deps["registry"], trust: Deps["trust"], name: string) =>
+  Effect.gen(function*() {
+    const pinned = yield* trust.pinned(name).pipe(Effect.orElseSucceed(() => Option.none()))
+    if (Option.isSome(pinned)) return undefined
+    const peer = yield* registry.lookup(name)
+    return Option.isSome(peer) && peer.value.signed ? peer.value.id : undefined
+  })
+
 /** A p2pchat/1 secure session (Noise XX), opened by handshake message 1. */
 const secure = ({ config, crypto, events, registry, trust }: Deps, ch: FrameChannel, first: HandshakeFrame) =>
   Effect.gen(function*() {
@@ -101,7 +115,7 @@ const secure = ({ config, crypto, events, registry, trust }: Deps, ch: FrameChan
     return yield* Noise.accept(ch, first, ownName, {
       // the deadline of the connection rules; this is a backstop
       timeout: config.firstFrameTimeoutMs + 1000,
-      announcedKeyId: (name) => Effect.map(registry.lookup(name), (p) => Option.isSome(p) ? p.value.id : undefined)
+      announcedKeyId: (name) => rivalKeyId(registry, trust, name)
     }).pipe(
       Effect.provideService(Crypto, crypto),
       Effect.provideService(Trust, trust),

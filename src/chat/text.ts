@@ -113,3 +113,16 @@ export const notKept = (problem: string, waiting: number, advice: string) =>
 export const keptInMemory = (username: string, problem: string, waiting: number, advice: string) =>
   `could not store the message to ${username} (${problem}): kept in memory until it can be ` +
   `stored, then sent (${waiting} message(s) wait); it is lost if p2pchat exits before that: ${advice}`
+
+/** Before a message to a pinned name leaves without a secure session (the user asked for it). */
+export const pinnedDowngrade = (peer: Target, mode: "plain" | "classic-3des") =>
+  `${peer.username} has a pinned key, and this message goes WITHOUT a secure session ` +
+  `(${mode === "plain" ? "plain text" : "the classic dialect, whose keys anyone can have"}), as you asked: ` +
+  `anyone on the LAN can read it, and nothing proves that ${peer.address}:${peer.port} is ${peer.username}`
+
+/** A secure message to a pinned name that is not announced with its pinned key: it waits. */
+export const pinnedNotProven = (peer: Target) =>
+  `${peer.username} has a pinned key, but the node at ${peer.address}:${peer.port} announces ${peer.username} ` +
+  `${peer.id === undefined ? "with no key" : "without its signature"}; someone may be impersonating ` +
+  `${peer.username}. The message is kept as pending and goes only over a secure session that proves ` +
+  `${peer.username}'s pinned key, once ${peer.username} announces it`

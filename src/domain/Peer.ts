@@ -23,6 +23,11 @@ export interface Peer {
   readonly manualAway: boolean
   readonly firstSeen: Date
   readonly lastSeen: Date
+  /**
+   * Whether its presence is signed by the key in `id` (with a fresh stamp). Only a signed
+   * announcement moves or replaces a keyed entry; an unsigned one is a hint.
+   */
+  readonly signed: boolean
   /** Another identity heard for this username, shown to the user. */
   readonly conflict: string | undefined
 }

@@ -76,9 +76,21 @@ export const usernameKey = (name: string): string => normalizeUsername(name).toL
 
 export const Port = Schema.Number.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: 65535 }))
 
-/** An X25519 public key, base64url without padding (43 characters, 32 bytes). */
+/**
+ * An X25519 public key, base64url without padding (43 characters, 32 bytes), in its one
+ * canonical spelling: the last character's 2 spare bits are zero, so that one key is one
+ * string (ids are compared as strings).
+ */
 export const PublicKeyId = Schema.String.check(
-  Schema.makeFilter((s: string) => /^[A-Za-z0-9_-]{43}$/.test(s) || "expected a 32-byte key in base64url")
+  Schema.makeFilter((s: string) => /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/.test(s) || "expected a 32-byte key in base64url")
+)
+
+/** A presence stamp: the sender's wall-clock milliseconds, strictly increasing per sender. */
+export const Stamp = Schema.Number.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }))
+
+/** An XEdDSA signature (64 bytes), base64url without padding. */
+export const Signature = Schema.String.check(
+  Schema.makeFilter((s: string) => /^[A-Za-z0-9_-]{86}$/.test(s) || "expected a 64-byte signature in base64url")
 )
 
 export const Announcement = Schema.Struct({
@@ -86,14 +98,18 @@ export const Announcement = Schema.Struct({
   proto: Schema.optionalKey(Schema.String),
   port: Schema.optionalKey(Port),
   status: Schema.optionalKey(Schema.Literals(["online", "away"])),
-  id: Schema.optionalKey(PublicKeyId)
+  id: Schema.optionalKey(PublicKeyId),
+  ts: Schema.optionalKey(Stamp),
+  sig: Schema.optionalKey(Signature)
 })
 export type Announcement = typeof Announcement.Type
 
 export const Bye = Schema.Struct({
   bye: Username,
   proto: Schema.optionalKey(Schema.String),
-  id: Schema.optionalKey(PublicKeyId)
+  id: Schema.optionalKey(PublicKeyId),
+  ts: Schema.optionalKey(Stamp),
+  sig: Schema.optionalKey(Signature)
 })
 export type Bye = typeof Bye.Type
 
@@ -122,17 +138,53 @@ export const decodePresence = (payload: Uint8Array): Result.Result<PresenceDatag
   if (Object.hasOwn(json, "username")) {
     const r = decodeAnnouncement(json)
     return Result.isSuccess(r)
-      ? Result.succeed({ _tag: "Announcement", value: r.success })
+      ? signedWhole({ _tag: "Announcement", value: r.success }, "announcement")
       : Result.fail(`bad announcement: ${oneLine(r.failure.message)}`)
   }
   if (Object.hasOwn(json, "bye")) {
     const r = decodeBye(json)
     return Result.isSuccess(r)
-      ? Result.succeed({ _tag: "Bye", value: r.success })
+      ? signedWhole({ _tag: "Bye", value: r.success }, "bye")
       : Result.fail(`bad bye: ${oneLine(r.failure.message)}`)
   }
   return Result.fail("neither an announcement nor a bye")
 }
+
+/** A signature covers an id and a stamp: one without them proves nothing and is refused. */
+const signedWhole = (d: PresenceDatagram, what: string): Result.Result<PresenceDatagram, string> => {
+  const { sig, id, ts } = d.value
+  if (sig !== undefined && (id === undefined || ts === undefined)) {
+    return Result.fail(`bad ${what}: a signature ("sig") needs "id" and "ts"`)
+  }
+  return Result.succeed(d)
+}
+
+/** A datagram that carries a signature, with the fields that signature covers. */
+export interface Signed {
+  readonly id: string
+  readonly ts: number
+  readonly sig: string
+}
+
+export const signedPart = (d: PresenceDatagram): Signed | undefined => {
+  const { sig, id, ts } = d.value
+  return sig !== undefined && id !== undefined && ts !== undefined ? { sig, id, ts } : undefined
+}
+
+const utf8Encoder = new TextEncoder()
+
+/**
+ * The bytes a presence signature covers (protocol: "Signed presence"): a label that keeps
+ * an announcement's signature from passing as a bye's, then what the datagram means, in a
+ * fixed order. The source address is not covered: a node does not know the address others
+ * see it at; the stamp is what keeps a copy sent from elsewhere from counting.
+ */
+export const presenceSignedBytes = (d: PresenceDatagram): Uint8Array =>
+  utf8Encoder.encode(JSON.stringify(
+    d._tag === "Announcement"
+      ? [`${PROTO} announce`, d.value.username, d.value.port ?? 6001, d.value.status ?? "online", d.value.id ?? "", d.value.ts ?? 0]
+      : [`${PROTO} bye`, d.value.bye, d.value.id ?? "", d.value.ts ?? 0]
+  ))
 
 /**
  * A reason fit for one log line: white space folded, control characters escaped (peers'
@@ -142,20 +194,29 @@ export const oneLine = (s: string): string => clean(s.replace(/\s+/g, " ")).slic
 
 export const isP2pchat = (proto: string | undefined): boolean => proto !== undefined && proto.startsWith("p2pchat/")
 
-/** The announcement a node sends; optional fields only when they say something. */
+/** Signs a datagram's signed bytes: the node's identity (XEdDSA), base64url. */
+export type SignPresence = (bytes: Uint8Array) => string
+
+/** The announcement a node sends, stamped and signed; optional fields only when they say something. */
 export const encodeAnnouncement = (a: {
   readonly username: string
   readonly tcpPort: number
   readonly away: boolean
-  readonly id: string | undefined
-}): string =>
-  JSON.stringify({
+  readonly id: string
+  readonly ts: number
+}, sign: SignPresence): string => {
+  const value: Announcement = {
     username: normalizeUsername(a.username),
     proto: PROTO,
     ...(a.tcpPort !== 6001 ? { port: a.tcpPort } : {}),
     status: a.away ? "away" : "online",
-    ...(a.id !== undefined ? { id: a.id } : {})
-  })
+    id: a.id,
+    ts: a.ts
+  }
+  return JSON.stringify({ ...value, sig: sign(presenceSignedBytes({ _tag: "Announcement", value })) })
+}
 
-export const encodeBye = (username: string, id: string | undefined): string =>
-  JSON.stringify({ bye: normalizeUsername(username), proto: PROTO, ...(id !== undefined ? { id } : {}) })
+export const encodeBye = (b: { readonly username: string; readonly id: string; readonly ts: number }, sign: SignPresence): string => {
+  const value: Bye = { bye: normalizeUsername(b.username), proto: PROTO, id: b.id, ts: b.ts }
+  return JSON.stringify({ ...value, sig: sign(presenceSignedBytes({ _tag: "Bye", value })) })
+}

@@ -28,7 +28,7 @@ export class Announcer extends Context.Service<Announcer, {
 export const make: Effect.Effect<Announcer["Service"], never, Config | PresenceSocket | Crypto | Scope.Scope> = Effect.gen(function*() {
   const config = yield* Config
   const socket = yield* PresenceSocket
-  const { identity } = yield* Crypto
+  const { identity, signPresence } = yield* Crypto
   const username = config.name
   // main.ts asks for the name before it builds an announcing node.
   if (username === undefined) return yield* Effect.die("the announcer needs a username")
@@ -38,8 +38,14 @@ export const make: Effect.Effect<Announcer["Service"], never, Config | PresenceS
     ...broadcastAddresses(config.bind).map((host) => ({ host, port: config.udpPort || socket.port })),
     ...config.targets
   ]
-  const payload = Effect.map(Ref.get(away), (isAway) =>
-    encodeAnnouncement({ username, tcpPort: config.tcpPort, away: isAway, id: identity.id }))
+  // Every datagram carries a stamp above the last one (wall-clock milliseconds, kept
+  // increasing), so receivers can tell a copy replayed from elsewhere from a fresh one.
+  let lastStamp = 0
+  const stamp = Effect.map(Clock.currentTimeMillis, (now) => (lastStamp = Math.max(now, lastStamp + 1)))
+  const payload = Effect.gen(function*() {
+    const ts = yield* stamp
+    return encodeAnnouncement({ username, tcpPort: config.tcpPort, away: yield* Ref.get(away), id: identity.id, ts }, signPresence)
+  })
   const announceNow = Effect.gen(function*() {
     const text = yield* payload
     yield* Effect.forEach(destinations(), (d) => socket.send(text, d.host, d.port), { discard: true })
@@ -69,7 +75,10 @@ export const make: Effect.Effect<Announcer["Service"], never, Config | PresenceS
   }
 
   yield* Effect.addFinalizer(() =>
-    Effect.forEach(destinations(), (d) => socket.send(encodeBye(username, identity.id), d.host, d.port), { discard: true })
+    Effect.gen(function*() {
+      const bye = encodeBye({ username, id: identity.id, ts: yield* stamp }, signPresence)
+      yield* Effect.forEach(destinations(), (d) => socket.send(bye, d.host, d.port), { discard: true })
+    })
   )
 
   return {

@@ -12,7 +12,8 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fingerprint } from "../domain/Fingerprint.ts"
 import { createHandshake, generateKeyPair, type Handshake, type KeyPair, publicKeyOf } from "../domain/Noise.ts"
-import { PROTO } from "../domain/Presence.ts"
+import { PROTO, type SignPresence } from "../domain/Presence.ts"
+import { type PresenceSigner, presenceSigner } from "../domain/Xeddsa.ts"
 import { Config } from "./Config.ts"
 import { StoreError } from "./StoreError.ts"
 import { logInfo, modeText, O_NOFOLLOW, secureDataDir } from "./StoreOpen.ts"
@@ -33,6 +34,8 @@ export interface CryptoShape {
    * node's static key and a new ephemeral key. One per session; never reuse it.
    */
   readonly handshake: (initiator: boolean) => Effect.Effect<Handshake, CryptoError>
+  /** Signs presence (announcements, byes) with the identity key itself (XEdDSA): base64url. */
+  readonly signPresence: SignPresence
 }
 
 export class Crypto extends Context.Service<Crypto, CryptoShape>()("p2pchat/Crypto") {}
@@ -191,15 +194,22 @@ export const identityFromKeyPair = (keyPair: KeyPair): Effect.Effect<Identity, C
     catch: (e) => e instanceof CryptoError ? e : new CryptoError({ message: `not a usable X25519 key pair: ${(e as Error).message}` })
   })
 
-/** The Crypto service of an identity. */
-export const fromIdentity = (identity: Identity): CryptoShape => ({
-  identity,
-  handshake: (initiator) =>
+/** The Crypto service of an identity. The signer is made on first use (a node that only sends never signs). */
+export const fromIdentity = (identity: Identity): CryptoShape => {
+  let signer: PresenceSigner | undefined
+  return {
+    identity,
+    signPresence: (bytes) => {
+      signer ??= presenceSigner(identity.keyPair.privateKey)
+      return Buffer.from(signer.sign(bytes)).toString("base64url")
+    },
+    handshake: (initiator) =>
     Effect.try({
       try: () => createHandshake({ initiator, prologue: PROLOGUE, staticKey: identity.keyPair }),
       catch: (e) => new CryptoError({ message: `cannot start a Noise handshake: ${(e as Error).message}` })
     })
-})
+  }
+}
 
 /** Crypto under the data dir's identity, made on first start. */
 export const make: Effect.Effect<CryptoShape, CryptoError, Config> = Effect.gen(function*() {

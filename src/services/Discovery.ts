@@ -9,9 +9,10 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Result from "effect/Result"
-import { decodePresence } from "../domain/Presence.ts"
+import { decodePresence, type PresenceDatagram, presenceSignedBytes, signedPart } from "../domain/Presence.ts"
+import { makeVerifier } from "../domain/Xeddsa.ts"
 import { Config } from "./Config.ts"
-import { Crypto } from "./Crypto.ts"
+import { Crypto, idToKey } from "./Crypto.ts"
 import { PeerRegistry } from "./PeerRegistry.ts"
 import { PresenceSocket, type Received } from "./PresenceSocket.ts"
 
@@ -83,6 +84,18 @@ export const make: Effect.Effect<Discovery["Service"], never, Config | PresenceS
       yield* Effect.logWarning(`discovery: dropped datagram from ${d.address}:${d.port}: ${reason}${more}`)
     })
 
+  // The cheap check (a stamp not newer than the last one of that key: a replay) goes before
+  // the signature, which costs a verification (its key converted once, then cached).
+  const verify = makeVerifier()
+  const signature = (datagram: PresenceDatagram) =>
+    Effect.gen(function*() {
+      const signed = signedPart(datagram)
+      if (signed === undefined) return "unsigned"
+      if (!(yield* registry.fresh(signed.id, signed.ts))) return "replayed: its stamp is not newer than the last one of its key"
+      const ok = verify(idToKey(signed.id), presenceSignedBytes(datagram), Buffer.from(signed.sig, "base64url"))
+      return ok ? "signed" : "bad signature: not signed by the key it announces"
+    })
+
   const handle = (d: Received) =>
     Effect.gen(function*() {
       received++
@@ -94,9 +107,11 @@ export const make: Effect.Effect<Discovery["Service"], never, Config | PresenceS
         own++
         return
       }
+      const proof = yield* signature(datagram)
+      if (proof !== "signed" && proof !== "unsigned") return yield* reject(d, proof)
       accepted++
-      if (datagram._tag === "Announcement") yield* registry.heard(datagram.value, d.address, d.port)
-      else yield* registry.bye(datagram.value, d.address)
+      if (datagram._tag === "Announcement") yield* registry.heard(datagram.value, d.address, d.port, proof === "signed")
+      else yield* registry.bye(datagram.value, d.address, proof === "signed")
     })
 
   yield* Effect.forkScoped(Stream.runForEach(socket.received, handle))

@@ -26,7 +26,14 @@ export type RegistryChange =
   | { readonly _tag: "Moved"; readonly peer: Peer; readonly from: string }
   | { readonly _tag: "Expired"; readonly peer: Peer }
   | { readonly _tag: "Left"; readonly peer: Peer }
-  | { readonly _tag: "Conflict"; readonly peer: Peer; readonly otherId: string; readonly otherAddress: string }
+  | {
+    readonly _tag: "Conflict"
+    readonly peer: Peer
+    readonly otherId: string
+    readonly otherAddress: string
+    /** Whether the other claim was signed by its key (an unsigned one may be anyone's). */
+    readonly signed: boolean
+  }
 
 /** What hearing an announcement did. `new` is a peer not known before (or back after expiring). */
 export type Heard = "new" | "known" | "conflict" | "full" | "address-full"
@@ -39,8 +46,18 @@ export interface RegistryStats {
 }
 
 export class PeerRegistry extends Context.Service<PeerRegistry, {
-  readonly heard: (announcement: Announcement, address: string, udpPort: number) => Effect.Effect<Heard>
-  readonly bye: (bye: Bye, address: string) => Effect.Effect<boolean>
+  /**
+   * An announcement from `address`; `signed` when its signature by its `id` was verified
+   * (and its stamp was fresh: see `fresh`), unsigned when not said.
+   */
+  readonly heard: (announcement: Announcement, address: string, udpPort: number, signed?: boolean) => Effect.Effect<Heard>
+  readonly bye: (bye: Bye, address: string, signed?: boolean) => Effect.Effect<boolean>
+  /**
+   * Whether stamp `ts` of key `id` is newer than the last one accepted from it in the last
+   * `expireAfter` (older memories do not count: a node whose clock went back is heard again
+   * once they fade). Cheap: it goes before the signature is checked.
+   */
+  readonly fresh: (id: string, ts: number) => Effect.Effect<boolean>
   readonly list: Effect.Effect<ReadonlyArray<Peer>>
   readonly lookup: (username: string) => Effect.Effect<Option.Option<Peer>>
   readonly lookupByAddress: (address: string) => Effect.Effect<Option.Option<Peer>>
@@ -63,6 +80,8 @@ interface Table {
   readonly entries: Map<string, Entry>
   /** Names per source address: one host cannot fill the registry and push real peers out. */
   readonly namesAt: Map<string, number>
+  /** The last stamp accepted from each key, and when (monotonic ms); kept past the entry. */
+  readonly stamps: Map<string, { ts: number; at: number }>
   rejectedFull: number
   rejectedAddressFull: number
   conflicts: number
@@ -70,6 +89,9 @@ interface Table {
 
 /** The fields an announcement sets, on a new entry and on a known one alike. */
 type Fields = Omit<Peer, "firstSeen" | "conflict">
+
+/** At most this many stamps are remembered; the oldest go first. */
+const MAX_STAMPS = 8192
 
 const monotonicMillis = Effect.map(Clock.monotonicTimeNanos, (n) => Number(n / 1_000_000n))
 
@@ -137,14 +159,19 @@ const admit = (table: Table, fields: Fields, now: number): Heard => {
   return "new"
 }
 
-/** Same name, another identity: keep the one we know, tell the user once. */
-const conflict = (table: Table, entry: Entry, other: string, address: string): Heard => {
+/**
+ * Same name, another identity, or an unsigned claim on a signed entry: keep the one we know,
+ * tell the user once per claimant (identity and address).
+ */
+const conflict = (table: Table, entry: Entry, fields: Fields): Heard => {
   const before = entry.peer
+  const other = identityOf(fields.id)
   table.conflicts++
-  // The entry remembers the last other identity it reported, so this state goes with it.
-  if (before.conflict !== other) {
-    entry.peer = { ...before, conflict: other }
-    table.emit({ _tag: "Conflict", peer: entry.peer, otherId: other, otherAddress: address })
+  // The entry remembers the last claimant it reported, so this state goes with it.
+  const claimant = `${other} ${fields.address}${fields.signed ? "" : " unsigned"}`
+  if (before.conflict !== claimant) {
+    entry.peer = { ...before, conflict: claimant }
+    table.emit({ _tag: "Conflict", peer: entry.peer, otherId: other, otherAddress: fields.address, signed: fields.signed })
   }
   return "conflict"
 }
@@ -153,12 +180,13 @@ const conflict = (table: Table, entry: Entry, other: string, address: string): H
 const refresh = (table: Table, entry: Entry, fields: Fields, now: number): Heard => {
   const before = entry.peer
   entry.seenAt = now
-  entry.peer = { ...before, ...fields }
+  // A signed entry stays signed: its key, not this datagram, decided it was the peer.
+  entry.peer = { ...before, ...fields, signed: before.signed || fields.signed }
   if (before.address !== fields.address) {
     countAt(table, before.address, -1)
     countAt(table, fields.address, 1)
   }
-  if (before.address !== fields.address || before.port !== entry.peer.port) {
+  if (before.address !== fields.address || before.port !== entry.peer.port || before.id !== entry.peer.id) {
     table.emit({ _tag: "Moved", peer: entry.peer, from: `${before.address}:${before.port}` })
   }
   if (before.status !== entry.peer.status) table.emit({ _tag: "StatusChanged", peer: entry.peer })
@@ -167,7 +195,14 @@ const refresh = (table: Table, entry: Entry, fields: Fields, now: number): Heard
 }
 
 /** What an announcement heard at monotonic `now` (wall time `wall`) does to the registry. */
-const hear = (table: Table, a: Announcement, address: string, udpPort: number, now: number, wall: Date): Heard => {
+const hear = (
+  table: Table,
+  a: Announcement,
+  origin: { readonly address: string; readonly udpPort: number; readonly signed: boolean },
+  now: number,
+  wall: Date
+): Heard => {
+  const { address, udpPort, signed } = origin
   const key = usernameKey(a.username)
   const existing = table.entries.get(key)
   if (existing !== undefined && now - existing.seenAt > table.timers.expireAfterMs) {
@@ -185,27 +220,52 @@ const hear = (table: Table, a: Announcement, address: string, udpPort: number, n
     id: a.id,
     manualAway,
     lastSeen: wall,
-    status: livenessAt(0, manualAway, table.timers) as Peer["status"]
+    status: livenessAt(0, manualAway, table.timers) as Peer["status"],
+    signed
   }
   const entry = table.entries.get(key)
   if (entry === undefined) return admit(table, fields, now)
-  const other = identityOf(a.id)
-  if (identityOf(entry.peer.id) !== other) return conflict(table, entry, other, address)
-  return refresh(table, entry, fields, now)
+  return decide(entry.peer, fields) === "keep" ? conflict(table, entry, fields) : refresh(table, entry, fields, now)
 }
 
 /**
- * A bye counts only from the peer's own address, with the identity we know: the id is public
- * (every announcement carries it), so without the address any host could remove any peer.
+ * Who keeps a name (protocol: "Signed presence"): a signed announcement takes it from an
+ * unsigned entry and refreshes (or moves) its own signed entry; an unsigned one never
+ * touches a signed entry, never moves a keyed one, and refreshes only the same identity.
+ * The one left out is reported as a conflict.
  */
-const leave = (table: Table, b: Bye, address: string): boolean => {
+export const decide = (before: Peer, after: Pick<Peer, "id" | "address" | "signed">): "keep" | "take" => {
+  const same = identityOf(before.id) === identityOf(after.id)
+  if (after.signed) return same || !before.signed ? "take" : "keep"
+  if (before.signed || !same) return "keep"
+  return before.id !== undefined && before.address !== after.address ? "keep" : "take"
+}
+
+/**
+ * A bye removes the entry of its identity. A signed bye counts from anywhere (its key said
+ * it); an unsigned one only for an unsigned entry and from that peer's own address (the id is
+ * public: without the address any host could remove any peer), never for a signed entry.
+ */
+const leave = (table: Table, b: Bye, address: string, signed: boolean): boolean => {
   const key = usernameKey(b.bye)
   const entry = table.entries.get(key)
-  if (entry === undefined || entry.peer.address !== address || identityOf(entry.peer.id) !== identityOf(b.id)) {
-    return false
-  }
+  if (entry === undefined || identityOf(entry.peer.id) !== identityOf(b.id)) return false
+  if (!signed && (entry.peer.signed || entry.peer.address !== address)) return false
   remove(table, key, entry, "Left")
   return true
+}
+
+/** Whether a stamp is newer than the last one remembered (and not faded) for its key. */
+const isFresh = (table: Table, id: string, ts: number, now: number): boolean => {
+  const last = table.stamps.get(id)
+  return last === undefined || ts > last.ts || now - last.at > table.timers.expireAfterMs
+}
+
+/** Remembers the stamp of an accepted signed datagram. */
+const remember = (table: Table, id: string, ts: number, now: number): void => {
+  table.stamps.delete(id)
+  if (table.stamps.size >= MAX_STAMPS) table.stamps.delete(table.stamps.keys().next().value!)
+  table.stamps.set(id, { ts, at: now })
 }
 
 /** The live registry: its state, the sweeper that keeps it current, its change stream. */
@@ -219,6 +279,7 @@ export const make: Effect.Effect<PeerRegistry["Service"], never, Config | Scope.
     emit: (change) => PubSub.publishUnsafe(hub, change),
     entries: new Map(),
     namesAt: new Map(),
+    stamps: new Map(),
     rejectedFull: 0,
     rejectedAddressFull: 0,
     conflicts: 0
@@ -229,13 +290,19 @@ export const make: Effect.Effect<PeerRegistry["Service"], never, Config | Scope.
     return table.entries
   })
   return PeerRegistry.of({
-    heard: (a, address, udpPort) =>
+    heard: (a, address, udpPort, signed = false) =>
       Effect.gen(function*() {
         const now = yield* monotonicMillis
         const wall = new Date(yield* Clock.currentTimeMillis)
-        return hear(table, a, address, udpPort, now, wall)
+        if (signed) remember(table, a.id!, a.ts!, now)
+        return hear(table, a, { address, udpPort, signed }, now, wall)
       }),
-    bye: (b, address) => Effect.sync(() => leave(table, b, address)),
+    bye: (b, address, signed = false) =>
+      Effect.map(monotonicMillis, (now) => {
+        if (signed) remember(table, b.id!, b.ts!, now)
+        return leave(table, b, address, signed)
+      }),
+    fresh: (id, ts) => Effect.map(monotonicMillis, (now) => isFresh(table, id, ts, now)),
     list: Effect.map(current, (m) => [...m.values()].map((e) => e.peer).sort((x, y) => x.key.localeCompare(y.key))),
     lookup: (username) => Effect.map(current, (m) => Option.fromNullishOr(m.get(usernameKey(username))?.peer)),
     lookupByAddress: (address) =>
@@ -272,8 +339,11 @@ export const changeToEvent = (change: RegistryChange, fingerprintOf = fingerprin
     case "Conflict":
       return {
         event: "warning",
-        message: `two nodes announce the name '${p.username}': the known one at ${p.address} and another at ` +
-          `${change.otherAddress}${change.otherId === "classic" ? " (classic)" : ""}; messages go to the known one`
+        message: change.signed || !p.signed
+          ? `two nodes announce the name '${p.username}': the known one at ${p.address} and another at ` +
+            `${change.otherAddress}${change.otherId === "classic" ? " (classic)" : ""}; messages go to the known one`
+          : `a node at ${change.otherAddress} claims the name '${p.username}' without ${p.username}'s signature ` +
+            `(an impostor, or an old program): ignored; messages go to ${p.username} at ${p.address}`
       }
   }
 }

@@ -26,6 +26,8 @@ export interface PeerView {
   readonly lastSeen: string
   readonly proto: Proto
   readonly fingerprint: string | null
+  /** Whether its presence is signed by the key it announces (an unsigned claim proves nothing). */
+  readonly signed: boolean
   readonly conflict?: string
 }
 
@@ -37,6 +39,7 @@ export const peerView = (p: Peer): PeerView => ({
   lastSeen: p.lastSeen.toISOString(),
   proto: p.proto,
   fingerprint: fingerprintOfId(p.id),
+  signed: p.signed,
   ...(p.conflict !== undefined ? { conflict: p.conflict } : {})
 })
 
@@ -51,6 +54,7 @@ interface Row {
   last_seen: string
   first_seen: string
   conflict: string | null
+  signed: number
 }
 
 /**
@@ -77,17 +81,18 @@ export const readSnapshot = (store: Store["Service"], timers: Timers, now: Date)
       manualAway: false,
       firstSeen: new Date(r.first_seen),
       lastSeen: new Date(r.last_seen),
-      conflict: r.conflict ?? undefined
+      conflict: r.conflict ?? undefined,
+      signed: r.signed === 1
     })
   }
   return peers
 }
 
-const UPSERT_PEER = `INSERT INTO peers (username, display, address, port, proto, id, status, last_seen, first_seen, conflict)
-       VALUES (@key, @username, @address, @port, @proto, @id, @status, @lastSeen, @firstSeen, @conflict)
+const UPSERT_PEER = `INSERT INTO peers (username, display, address, port, proto, id, status, last_seen, first_seen, conflict, signed)
+       VALUES (@key, @username, @address, @port, @proto, @id, @status, @lastSeen, @firstSeen, @conflict, @signed)
        ON CONFLICT (username) DO UPDATE SET display = excluded.display, address = excluded.address,
          port = excluded.port, proto = excluded.proto, id = excluded.id, status = excluded.status,
-         last_seen = excluded.last_seen, conflict = excluded.conflict`
+         last_seen = excluded.last_seen, conflict = excluded.conflict, signed = excluded.signed`
 
 /** The parameters of UPSERT_PEER for one peer. */
 const peerRow = (p: Peer) => ({
@@ -100,7 +105,8 @@ const peerRow = (p: Peer) => ({
   status: p.status,
   lastSeen: p.lastSeen.toISOString(),
   firstSeen: p.firstSeen.toISOString(),
-  conflict: p.conflict ?? null
+  conflict: p.conflict ?? null,
+  signed: p.signed ? 1 : 0
 })
 
 /**
@@ -179,7 +185,7 @@ export const snapshotChanges = (
       out.push({ _tag: "Appeared", peer })
       continue
     }
-    if (old.address !== peer.address || old.port !== peer.port) {
+    if (old.address !== peer.address || old.port !== peer.port || old.id !== peer.id) {
       out.push({ _tag: "Moved", peer, from: `${old.address}:${old.port}` })
     }
     if (old.status !== peer.status) out.push({ _tag: "StatusChanged", peer })
@@ -210,6 +216,7 @@ export const makeRegistry: Effect.Effect<PeerRegistry["Service"], never, Store |
   return {
     heard: () => Effect.succeed("known" as const),
     bye: () => Effect.succeed(false),
+    fresh: () => Effect.succeed(true),
     list: read,
     lookup: (username) =>
       Effect.map(read, (peers) => Option.fromNullishOr(peers.find((p) => p.key === usernameKey(username)))),

@@ -62,6 +62,10 @@ const migrations: ReadonlyArray<string> = [
     public_key BLOB NOT NULL,
     presented_at TEXT NOT NULL
   );
+  `,
+  // 3: whether a saved peer's presence was signed by the key it announces
+  `
+  ALTER TABLE peers ADD COLUMN signed INTEGER NOT NULL DEFAULT 0;
   `
 ]
 

@@ -9,7 +9,6 @@ import * as dgram from "node:dgram"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { encodeAnnouncement } from "../../src/domain/Presence.ts"
 import { baseLayer } from "../../src/layers/Node.ts"
 import { testConfig } from "../../src/services/Config.ts"
 import * as Crypto from "../../src/services/Crypto.ts"
@@ -64,7 +63,7 @@ describe("presence under a flood", () => {
       const flooder = yield* boundSocket(FLOODER)
       const reals = yield* Effect.forEach(REAL, boundSocket)
       const announceReals = Effect.forEach(reals, (s, i) =>
-        Effect.promise(() => sendAll(s, [encodeAnnouncement({ username: `real${i}`, tcpPort: 6001, away: false, id: undefined })], port)))
+        Effect.promise(() => sendAll(s, [JSON.stringify({ username: `real${i}`, proto: "p2pchat/1", status: "online" })], port)))
 
       yield* announceReals
       const bogus = Array.from({ length: FLOOD }, (_, i) => JSON.stringify({ username: `bogus${i}` }))

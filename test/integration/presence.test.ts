@@ -123,7 +123,10 @@ describe("presence between two nodes on loopback", () => {
     const firstAnnouncement = receiveOne(bob.udpPort, 8_000)
     const a = startNode(alice)
     const first = JSON.parse((await firstAnnouncement).toString("utf8"))
-    expect(first).toEqual({ username: "alice", proto: "p2pchat/1", port: alice.tcpPort, status: "online", id: aliceId.id })
+    const { ts, sig, ...unsigned } = first
+    expect(unsigned).toEqual({ username: "alice", proto: "p2pchat/1", port: alice.tcpPort, status: "online", id: aliceId.id })
+    expect(ts).toBeGreaterThan(Date.now() - 10_000)
+    expect(sig).toMatch(/^[A-Za-z0-9_-]{86}$/)
 
     const b = startNode(bob)
     const [aSeesBob, bSeesAlice] = await Promise.all([

@@ -144,10 +144,10 @@ export const startNode = (name: string, options: NodeOptions) =>
 
 /**
  * Tells `node` that the p2pchat node `peer` (with its key) is at 127.0.0.1:port, by default
- * its own port, as Discovery would.
+ * its own port, as Discovery would on hearing its signed announcement.
  */
 export const meet = (node: TestNode, peer: Pick<TestNode, "name" | "id" | "port">, port = peer.port) =>
-  node.registry.heard({ username: peer.name, proto: "p2pchat/1", port, id: peer.id }, LOOPBACK, 0)
+  node.registry.heard({ username: peer.name, proto: "p2pchat/1", port, id: peer.id }, LOOPBACK, 0, true)
 
 // ---------------------------------------------------------------------------------------------
 // Ports and servers

@@ -75,11 +75,13 @@ const startNode = (
 type Node = Effect.Success<ReturnType<typeof startNode>>
 
 /** Tells `node` that the p2pchat node `peer` (with its key) is at `address`, as Discovery would. */
+/** As Discovery would on hearing `peer`'s signed announcement (or, without its key, an unsigned one). */
 const meet = (node: Node, peer: Pick<Node, "name" | "id">, address: string, withKey = true) =>
   node.registry.heard(
     { username: peer.name, proto: "p2pchat/1", port: PORT, ...(withKey ? { id: peer.id } : {}) },
     address,
-    0
+    0,
+    withKey
   )
 
 /** alice and bob on one network, each knowing the other at its own address. */

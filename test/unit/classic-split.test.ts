@@ -115,6 +115,7 @@ describe("snapshotChanges", () => {
     firstSeen: new Date(0),
     lastSeen: new Date(0),
     conflict: undefined,
+    signed: false,
     ...over
   })
   const map = (...peers: Array<Peer>) => new Map(peers.map((p) => [p.key, p]))

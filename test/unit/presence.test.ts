@@ -9,8 +9,12 @@ import {
   encodeAnnouncement,
   encodeBye,
   MAX_DATAGRAM_BYTES,
-  type PresenceDatagram
+  type PresenceDatagram,
+  presenceSignedBytes,
+  signedPart
 } from "../../src/domain/Presence.ts"
+import { generateKeyPair } from "../../src/domain/Noise.ts"
+import { makeVerifier, presenceSigner } from "../../src/domain/Xeddsa.ts"
 
 const enc = (s: string) => new TextEncoder().encode(s)
 const json = (v: unknown) => enc(JSON.stringify(v))
@@ -191,32 +195,65 @@ describe("decodePresence refuses", () => {
 
 describe("encodeAnnouncement", () => {
   const worstNames = ["😀".repeat(32), "\"".repeat(32), "\\".repeat(32), "𝔘".repeat(32)]
+  const keys = generateKeyPair()
+  const signer = presenceSigner(keys.privateKey)
+  const sign = (bytes: Uint8Array) => Buffer.from(signer.sign(bytes)).toString("base64url")
+  const ownId = Buffer.from(keys.publicKey).toString("base64url")
+  const verify = makeVerifier()
+  const verifies = (d: PresenceDatagram) => {
+    const s = signedPart(d)!
+    return verify(keys.publicKey, presenceSignedBytes(d), Buffer.from(s.sig, "base64url"))
+  }
+  const withoutSig = (d: PresenceDatagram) => {
+    const { sig: _sig, ...rest } = d.value
+    return rest
+  }
 
-  it("always fits in 1024 bytes, even with a 32-character name of 4-byte characters, and decodes back", () => {
+  it("always fits in 1024 bytes, even with a 32-character name of 4-byte characters, decodes back, and verifies", () => {
     for (const username of worstNames) {
       for (const away of [false, true]) {
-        const text = encodeAnnouncement({ username, tcpPort: 65535, away, id: ID })
+        const text = encodeAnnouncement({ username, tcpPort: 65535, away, id: ownId, ts: Number.MAX_SAFE_INTEGER }, sign)
         expect(enc(text).byteLength).toBeLessThanOrEqual(MAX_DATAGRAM_BYTES)
-        expect(ok(enc(text))).toEqual({
-          _tag: "Announcement",
-          value: { username, proto: "p2pchat/1", port: 65535, status: away ? "away" : "online", id: ID }
+        const d = ok(enc(text))
+        expect(withoutSig(d)).toEqual({
+          username, proto: "p2pchat/1", port: 65535, status: away ? "away" : "online", id: ownId, ts: Number.MAX_SAFE_INTEGER
         })
+        expect(verifies(d)).toBe(true)
       }
     }
   })
 
-  it("leaves port out when it is the default 6001, and id out when there is none", () => {
-    const text = encodeAnnouncement({ username: "alice", tcpPort: 6001, away: false, id: undefined })
-    expect(JSON.parse(text)).toEqual({ username: "alice", proto: "p2pchat/1", status: "online" })
-    expect(ok(enc(text)).value).toEqual({ username: "alice", proto: "p2pchat/1", status: "online" })
+  it("leaves port out when it is the default 6001; the signature covers the name, port, status, id and stamp", () => {
+    const text = encodeAnnouncement({ username: "alice", tcpPort: 6001, away: false, id: ownId, ts: 5 }, sign)
+    const sent = JSON.parse(text)
+    expect(Object.keys(sent).sort()).toEqual(["id", "proto", "sig", "status", "ts", "username"])
+    const d = ok(enc(text))
+    expect(verifies(d)).toBe(true)
+    for (const change of [{ username: "alicf" }, { port: 6002 }, { status: "away" }, { ts: 6 }]) {
+      expect(verifies(ok(json({ ...sent, ...change })))).toBe(false)
+    }
+    // an announcement's signature does not pass as a bye's
+    expect(verifies(ok(json({ bye: "alice", proto: "p2pchat/1", id: ownId, ts: 5, sig: sent.sig })))).toBe(false)
   })
 
-  it("the bye fits too and decodes back as a bye, with no username field (classic peers ignore it)", () => {
+  it("a signature without id and ts is refused at the edge; a malformed one too", () => {
+    const sig = "A".repeat(86)
+    expect(refused(json({ username: "alice", proto: "p2pchat/1", ts: 1, sig }))).toMatch(/signature/)
+    expect(refused(json({ username: "alice", proto: "p2pchat/1", id: ID, sig }))).toMatch(/signature/)
+    expect(refused(json({ bye: "alice", id: ID, sig }))).toMatch(/signature/)
+    refused(json({ username: "alice", id: ID, ts: 1, sig: "short" }))
+    refused(json({ username: "alice", id: ID, ts: 0, sig }))
+    refused(json({ username: "alice", id: ID, ts: 1.5, sig }))
+  })
+
+  it("the bye fits too, decodes back as a bye with no username field (classic peers ignore it), and verifies", () => {
     for (const username of worstNames) {
-      const text = encodeBye(username, ID)
+      const text = encodeBye({ username, id: ownId, ts: 7 }, sign)
       expect(enc(text).byteLength).toBeLessThanOrEqual(MAX_DATAGRAM_BYTES)
       expect(Object.hasOwn(JSON.parse(text), "username")).toBe(false)
-      expect(ok(enc(text))).toEqual({ _tag: "Bye", value: { bye: username, proto: "p2pchat/1", id: ID } })
+      const d = ok(enc(text))
+      expect(withoutSig(d)).toEqual({ bye: username, proto: "p2pchat/1", id: ownId, ts: 7 })
+      expect(verifies(d)).toBe(true)
     }
   })
 })

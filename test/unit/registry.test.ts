@@ -212,10 +212,11 @@ describe("PeerRegistry change stream", () => {
     Effect.gen(function*() {
       const registry = yield* makeRegistry()
       const seen = yield* collectChanges(registry)
-      yield* registry.heard(p2p("alice", ID_A), "10.0.0.1", 6000)
-      yield* registry.heard(p2p("alice", ID_A), "10.0.0.1", 6000)
-      yield* registry.heard(p2p("alice", ID_A), "10.0.0.9", 6000)
-      yield* registry.heard(p2p("alice", ID_A, { port: 7002 }), "10.0.0.9", 6000)
+      // Signed: only a signed announcement moves a keyed peer (see "signed presence" below).
+      yield* registry.heard(p2p("alice", ID_A), "10.0.0.1", 6000, true)
+      yield* registry.heard(p2p("alice", ID_A), "10.0.0.1", 6000, true)
+      yield* registry.heard(p2p("alice", ID_A), "10.0.0.9", 6000, true)
+      yield* registry.heard(p2p("alice", ID_A, { port: 7002 }), "10.0.0.9", 6000, true)
       yield* settle
       assert.deepStrictEqual(seen.map((s) => s.tag), ["Appeared", "Moved", "Moved"])
       const [, first, second] = seen.map((s) => s.change)
@@ -330,7 +331,7 @@ describe("PeerRegistry cap, conflicts and keys", () => {
       assert.strictEqual(peer.address, "10.0.0.1")
       assert.strictEqual(peer.port, 7001)
       assert.strictEqual(peer.username, "alice")
-      assert.strictEqual(peer.conflict, ID_B)
+      assert.strictEqual(peer.conflict, `${ID_B} 10.0.0.66 unsigned`)
       yield* settle
       const conflicts = seen.filter((s) => s.tag === "Conflict").map((s) => s.change)
       assert.strictEqual(conflicts.length, 1)
@@ -402,5 +403,99 @@ describe("PeerRegistry uses the monotonic clock", () => {
       assert.strictEqual(yield* statusOf(registry, "alice"), "absent")
       // lastSeen, for display, is wall time.
       assert.strictEqual(heardAt, 2 * 3_600_000)
+    }))
+})
+
+describe("PeerRegistry: signed presence against a hostile LAN (issue: trust)", () => {
+  const signedAnn = (username: string, id: string, ts: number, extra: Partial<Announcement> = {}) =>
+    p2p(username, id, { ts, sig: "S".repeat(86), ...extra })
+
+  it.effect("attack 1: bob's id announced unsigned from the attacker's address neither moves nor refreshes bob", () =>
+    Effect.gen(function*() {
+      const registry = yield* makeRegistry()
+      const seen = yield* collectChanges(registry)
+      yield* registry.heard(signedAnn("bob", ID_A, 1), "10.0.0.2", 6000, true)
+      for (let i = 0; i < 3; i++) {
+        assert.strictEqual(yield* registry.heard(p2p("bob", ID_A, { port: 6666 }), "10.0.0.66", 6000), "conflict")
+      }
+      const bob = Option.getOrThrow(yield* registry.lookup("bob"))
+      assert.deepStrictEqual([bob.address, bob.port, bob.signed], ["10.0.0.2", 7001, true])
+      yield* settle
+      // told once, as an unsigned claim
+      const conflicts = seen.filter((s) => s.tag === "Conflict").map((s) => s.change)
+      assert.strictEqual(conflicts.length, 1)
+      assert.isTrue(conflicts[0]!._tag === "Conflict" && !conflicts[0]!.signed)
+      const event = PeerRegistry.changeToEvent(conflicts[0]!)
+      assert.match(event !== undefined && "message" in event ? event.message : "", /without bob's signature/)
+      // and its announcements do not keep bob alive
+      yield* TestClock.adjust(AWAY_MS + 1)
+      yield* registry.heard(p2p("bob", ID_A), "10.0.0.2", 6000)
+      assert.strictEqual(yield* statusOf(registry, "bob"), "away")
+    }))
+
+  it.effect("attack 2: an unsigned bye with bob's id, even from bob's own address, does not remove a signed bob; a signed one does", () =>
+    Effect.gen(function*() {
+      const registry = yield* makeRegistry()
+      yield* registry.heard(signedAnn("bob", ID_A, 1), "10.0.0.2", 6000, true)
+      assert.isFalse(yield* registry.bye({ bye: "bob", proto: "p2pchat/1", id: ID_A }, "10.0.0.66"))
+      assert.isFalse(yield* registry.bye({ bye: "bob", proto: "p2pchat/1", id: ID_A }, "10.0.0.2"))
+      assert.strictEqual(yield* statusOf(registry, "bob"), "online")
+      // A signed bye of another key is not bob's.
+      assert.isFalse(yield* registry.bye({ bye: "bob", proto: "p2pchat/1", id: ID_B, ts: 2, sig: "S".repeat(86) }, "10.0.0.66", true))
+      assert.isTrue(yield* registry.bye({ bye: "bob", proto: "p2pchat/1", id: ID_A, ts: 2, sig: "S".repeat(86) }, "10.0.0.66", true))
+      assert.strictEqual(yield* statusOf(registry, "bob"), "absent")
+    }))
+
+  it.effect("attack 3: bob announced with no id (p2pchat or classic) does not replace a signed bob", () =>
+    Effect.gen(function*() {
+      const registry = yield* makeRegistry()
+      yield* registry.heard(signedAnn("bob", ID_A, 1), "10.0.0.2", 6000, true)
+      assert.strictEqual(yield* registry.heard(ann("bob", { proto: "p2pchat/1", port: 6666 }), "10.0.0.66", 6000), "conflict")
+      assert.strictEqual(yield* registry.heard(ann("bob", { port: 6666 }), "10.0.0.66", 6000), "conflict")
+      const bob = Option.getOrThrow(yield* registry.lookup("bob"))
+      assert.deepStrictEqual([bob.address, bob.id, bob.proto], ["10.0.0.2", ID_A, "p2pchat/1"])
+    }))
+
+  it.effect("a signed announcement takes a name from an unsigned entry (the impostor came first) and says it moved", () =>
+    Effect.gen(function*() {
+      const registry = yield* makeRegistry()
+      const seen = yield* collectChanges(registry)
+      yield* registry.heard(ann("bob", { proto: "p2pchat/1", port: 6666 }), "10.0.0.66", 6000)
+      assert.strictEqual(yield* registry.heard(signedAnn("bob", ID_A, 1), "10.0.0.2", 6000, true), "known")
+      const bob = Option.getOrThrow(yield* registry.lookup("bob"))
+      assert.deepStrictEqual([bob.address, bob.port, bob.id, bob.signed], ["10.0.0.2", 7001, ID_A, true])
+      yield* settle
+      assert.deepStrictEqual(seen.map((s) => s.tag), ["Appeared", "Moved"])
+      // An unsigned entry with a key (an old program) is not moved by an unsigned datagram either.
+      yield* registry.heard(p2p("carol", ID_B), "10.0.0.3", 6000)
+      assert.strictEqual(yield* registry.heard(p2p("carol", ID_B), "10.0.0.66", 6000), "conflict")
+      assert.strictEqual(yield* registry.heard(p2p("carol", ID_B), "10.0.0.3", 6000), "known")
+      assert.strictEqual(Option.getOrThrow(yield* registry.lookup("carol")).address, "10.0.0.3")
+    }))
+
+  it.effect("two signed keys for one name: the known one keeps it, the other is reported", () =>
+    Effect.gen(function*() {
+      const registry = yield* makeRegistry()
+      yield* registry.heard(signedAnn("bob", ID_A, 1), "10.0.0.2", 6000, true)
+      assert.strictEqual(yield* registry.heard(signedAnn("bob", ID_B, 1), "10.0.0.66", 6000, true), "conflict")
+      assert.strictEqual(Option.getOrThrow(yield* registry.lookup("bob")).id, ID_A)
+    }))
+
+  it.effect("stamps: a stamp not newer than the last of its key is stale, even after bye; it fades after the expiry time", () =>
+    Effect.gen(function*() {
+      const registry = yield* makeRegistry()
+      assert.isTrue(yield* registry.fresh(ID_A, 10))
+      yield* registry.heard(signedAnn("bob", ID_A, 10), "10.0.0.2", 6000, true)
+      assert.isFalse(yield* registry.fresh(ID_A, 10))
+      assert.isFalse(yield* registry.fresh(ID_A, 9))
+      assert.isTrue(yield* registry.fresh(ID_A, 11))
+      assert.isTrue(yield* registry.fresh(ID_B, 1))
+      yield* registry.bye({ bye: "bob", proto: "p2pchat/1", id: ID_A, ts: 12, sig: "S".repeat(86) }, "10.0.0.2", true)
+      // a copy of bob's last announcement, replayed after bob left, is stale
+      assert.isFalse(yield* registry.fresh(ID_A, 10))
+      assert.isFalse(yield* registry.fresh(ID_A, 12))
+      // a node whose clock went back is heard again once the memory fades
+      yield* TestClock.adjust(EXPIRE_MS + 1)
+      assert.isTrue(yield* registry.fresh(ID_A, 5))
     }))
 })

@@ -79,7 +79,7 @@ describe("the text renderers show escapes, never the raw characters", () => {
     expectEscaped(historyLine({ ...sent, direction: "received", state: "received" }))
     expect(historyLine(sent)).toContain("me -> mal\\u202eyrol: hi\\u001b[2J\\u0085next\\u2028line")
     const peer = peerLine({
-      username: NAME, address: "127.0.0.1", port: 6001, status: "online", lastSeen: at, proto: "p2pchat/1", fingerprint: null
+      username: NAME, address: "127.0.0.1", port: 6001, status: "online", lastSeen: at, proto: "p2pchat/1", fingerprint: null, signed: false
     })
     expectEscaped(peer)
     expect(peer.startsWith("mal\\u202eyrol ")).toBe(true)

@@ -97,7 +97,7 @@ describe("NFC", () => {
   it("an announcement stores the composed name; a node announces the composed name", () => {
     const r = decodePresence(new TextEncoder().encode(JSON.stringify({ username: `Jos${DECOMPOSED}` })))
     expect(Result.isSuccess(r) && r.success.value).toEqual({ username: `Jos${COMPOSED}` })
-    const sent = JSON.parse(encodeAnnouncement({ username: `Jos${DECOMPOSED}`, tcpPort: 6001, away: false, id: undefined }))
+    const sent = JSON.parse(encodeAnnouncement({ username: `Jos${DECOMPOSED}`, tcpPort: 6001, away: false, id: "A".repeat(43), ts: 1 }, () => ""))
     expect(sent.username).toBe(`Jos${COMPOSED}`)
   })
 })
