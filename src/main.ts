@@ -25,7 +25,7 @@ import { usernameKey, usernameProblem } from "./domain/Presence.ts"
 import * as Config from "./services/Config.ts"
 import { type NodeConfig, type RawOptions, UsageError } from "./services/Config.ts"
 import { type Mode, modeOfWord } from "./domain/Mode.ts"
-import { clean, historyLine, peerLine, render, statsLines, toJson } from "./ui/render.ts"
+import { clean, historyLine, peerLine, render, statsLines, toJson, withVerified } from "./ui/render.ts"
 
 /**
  * The modules behind the commands (layers, services, the console, SQLite), each loaded by
@@ -264,7 +264,9 @@ const send = Command.make("send", {
     }).pipe(Effect.scoped, Effect.provide(clientRole(config)))
     if (result.mode === "classic-3des") yield* Effect.sync(() => process.stderr.write(`p2pchat: warning: ${CLASSIC_WARNING}\n`))
     if (config.json) yield* printLine(toJson(result))
-    else yield* printLine(result.state === "delivered" ? `delivered to ${result.peer}` : `sent to ${result.peer} (classic peers do not confirm delivery)`)
+    // Held for a key (the warning above says why): stored, not delivered, so not a success.
+    if (result.state === "pending") return yield* Effect.fail({ message: `not sent to ${result.peer} now: the message is kept as pending` })
+    if (!config.json) yield* printLine(result.state === "delivered" ? `delivered to ${result.peer}` : `sent to ${result.peer} (classic peers do not confirm delivery)`)
   })).pipe(Command.withDescription("send one message; exit 0 once delivered (acked), or sent to a classic peer"))
 
 const historyCommand = Command.make("history", {
@@ -277,7 +279,9 @@ const historyCommand = Command.make("history", {
     const { storeOf } = yield* modules.roles
     const History = yield* modules.history
     const entries = yield* Effect.gen(function*() {
-      return yield* (yield* History.History).conversation(user === undefined ? undefined : usernameKey(user))
+      const history = yield* History.History
+      const verified = new Set((yield* history.pins()).filter((p) => p.verified).map((p) => p.username))
+      return withVerified(yield* history.conversation(user === undefined ? undefined : usernameKey(user)), verified)
     }).pipe(Effect.provide(History.layer.pipe(Layer.provide(storeOf(config)))))
     if (config.json) return yield* printLine(toJson(entries))
     if (entries.length === 0) return yield* printLine("no messages")

@@ -83,7 +83,8 @@ export const make = Effect.gen(function*() {
       if (r.wantsAck) yield* inbound.session.ack(id)
       if (!stored.value) return yield* stats.add("duplicates")
       yield* stats.add("received")
-      yield* events.publish({ event: "message", id, from: sender.name, text, mode: r.mode, at: at.toISOString() })
+      const verified = r.mode === "noise" ? { verified: yield* history.isVerified(sender.key).pipe(Effect.orElseSucceed(() => false)) } : {}
+      yield* events.publish({ event: "message", id, from: sender.name, text, mode: r.mode, at: at.toISOString(), ...verified })
     })
 
   const ack: Handler<"ack"> = (inbound) =>
@@ -91,11 +92,16 @@ export const make = Effect.gen(function*() {
 
   const handlers: { readonly [T in Inner["type"]]: Handler<T> } = { msg, ack }
 
+  const pinned = (name: string) =>
+    Effect.map(history.getPin(usernameKey(name)), Option.isSome).pipe(Effect.orElseSucceed(() => true))
+
   const unprovenSender = (address: string) => {
     let known: Sender | undefined
     return (from: string | undefined) =>
       Effect.gen(function*() {
-        if (from !== undefined && believeFrom(yield* registry.lookup(from), address)) return { name: from, key: usernameKey(from) }
+        if (from !== undefined && believeFrom(yield* registry.lookup(from), address, yield* pinned(from))) {
+          return { name: from, key: usernameKey(from) }
+        }
         if (known !== undefined) return known
         const peer = yield* registry.lookupByAddress(address)
         if (Option.isSome(peer)) return known = { name: peer.value.username, key: peer.value.key }

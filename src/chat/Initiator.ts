@@ -108,7 +108,12 @@ export const make = Effect.gen(function*() {
       const at = new Date(yield* Clock.currentTimeMillis)
       const refused = refusal(peer, chosen, config.name, text, id, at, pinned)
       if (refused !== undefined) return yield* refused
-      if (pinned && chosen !== "noise") yield* events.publish({ event: "warning", message: Text.pinnedDowngrade(peer, chosen) })
+      if (pinned && chosen !== "noise") {
+        // logged first: the log line is written at once, before anything goes out
+        const warning = Text.pinnedDowngrade(peer, chosen)
+        yield* Effect.logWarning(`initiator: ${warning}`)
+        yield* events.publish({ event: "warning", message: warning })
+      }
       if (chosen === "classic-3des") yield* events.publish({ event: "warning", message: CLASSIC_WARNING })
       const message = { id, peer: peer.key, text, at, mode: chosen, username: peer.username }
       // Only a key can prove a pinned name: without one announced, nothing goes to that address.

@@ -2,7 +2,9 @@
  * The sentences the sending side says to its user, in one place: each names the peer, what
  * happened, and what becomes of the message.
  */
+import { fingerprint } from "../domain/Fingerprint.ts"
 import type { Peer } from "../domain/Peer.ts"
+import { idToKey } from "../services/Crypto.ts"
 import { SessionError, transportCause } from "../dialects/noise/channel.ts"
 import { SendError } from "./SendError.ts"
 
@@ -123,6 +125,15 @@ export const pinnedDowngrade = (peer: Target, mode: "plain" | "classic-3des") =>
 /** A secure message to a pinned name that is not announced with its pinned key: it waits. */
 export const pinnedNotProven = (peer: Target) =>
   `${peer.username} has a pinned key, but the node at ${peer.address}:${peer.port} announces ${peer.username} ` +
-  `${peer.id === undefined ? "with no key" : "without its signature"}; someone may be impersonating ` +
+  `${peer.id === undefined ? "with no key" : "as a classic program"}; someone may be impersonating ` +
   `${peer.username}. The message is kept as pending and goes only over a secure session that proves ` +
   `${peer.username}'s pinned key, once ${peer.username} announces it`
+
+/** A pinned name announced with another key or none (told at once, once per key and address). */
+export const pinnedAnnouncedOtherwise = (peer: Target, pinnedFingerprint: string) =>
+  `${peer.username} is announced from ${peer.address}:${peer.port} ` +
+  (peer.id === undefined
+    ? `with no key, but ${peer.username} has a pinned key (fingerprint ${pinnedFingerprint})`
+    : `with a key whose fingerprint is ${fingerprint(idToKey(peer.id))}, not the pinned ${pinnedFingerprint}`) +
+  `: someone may be impersonating ${peer.username}. Secure messages to ${peer.username} go only to a node ` +
+  `that proves the pinned key; no message goes there`

@@ -21,7 +21,16 @@ export type UiEvent =
     readonly proto: "classic" | "p2pchat/1"
     readonly fingerprint: string | null
   }
-  | { readonly event: "message"; readonly id: string; readonly from: string; readonly text: string; readonly mode: string; readonly at: string }
+  | {
+    readonly event: "message"
+    readonly id: string
+    readonly from: string
+    readonly text: string
+    readonly mode: string
+    readonly at: string
+    /** Secure messages only: whether the user verified the sender's pinned key (`trust`). */
+    readonly verified?: boolean
+  }
   | { readonly event: "delivered"; readonly id: string; readonly to: string }
   | { readonly event: "warning"; readonly message: string }
   | { readonly event: "error"; readonly message: string }

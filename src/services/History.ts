@@ -52,6 +52,8 @@ export interface Pin {
   readonly publicKey: Uint8Array
   /** ISO 8601 */
   readonly pinnedAt: string
+  /** Whether the user compared its fingerprint (`trust`); a key pinned on first use is not. */
+  readonly verified: boolean
 }
 
 export interface NewMessage {
@@ -85,11 +87,13 @@ export interface HistoryShape {
   /** Outgoing messages still waiting for an ack, oldest first. */
   readonly pendingFor: (peer?: string) => Effect.Effect<ReadonlyArray<HistoryEntry>, HistoryError>
   readonly getPin: (username: string) => Effect.Effect<Option.Option<Uint8Array>, HistoryError>
-  /** Pins (or replaces, for `trust`) the public key of a peer. */
+  /** Pins (or replaces) the public key of a peer, as verified: `trust`, after the user compared it. */
   readonly setPin: (username: string, key: Uint8Array, at: Date) => Effect.Effect<void, HistoryError>
+  /** Whether `username` has a pinned key the user verified. */
+  readonly isVerified: (username: string) => Effect.Effect<boolean, HistoryError>
   /**
    * Pins `key` unless a key is pinned already, in one statement (so two processes on one
-   * data dir cannot both pin on first use); returns the key pinned now.
+   * data dir cannot both pin on first use), not verified; returns the key pinned now.
    */
   readonly pinIfAbsent: (username: string, key: Uint8Array, at: Date) => Effect.Effect<Uint8Array, HistoryError>
   /** The key `username` proved in a session refused for a changed key (the latest), kept for `trust`. */
@@ -111,6 +115,7 @@ interface PinRow {
   /** a Buffer from better-sqlite3, a Uint8Array from node:sqlite */
   readonly public_key: Uint8Array
   readonly pinned_at: string
+  readonly verified: number
 }
 
 const errorMessage = (e: unknown): string => (e instanceof Error ? e.message : String(e))
@@ -166,8 +171,11 @@ const prepare = (db: SqlDb) => ({
     `SELECT public_key FROM pins WHERE username = @username`
   ),
   upsertPin: db.prepare<{ username: string; key: Uint8Array; at: string }>(
-    `INSERT INTO pins (username, public_key, pinned_at) VALUES (@username, @key, @at)
-     ON CONFLICT (username) DO UPDATE SET public_key = excluded.public_key, pinned_at = excluded.pinned_at`
+    `INSERT INTO pins (username, public_key, pinned_at, verified) VALUES (@username, @key, @at, 1)
+     ON CONFLICT (username) DO UPDATE SET public_key = excluded.public_key, pinned_at = excluded.pinned_at, verified = 1`
+  ),
+  selectVerified: db.prepare<{ username: string }, Pick<PinRow, "verified">>(
+    `SELECT verified FROM pins WHERE username = @username`
   ),
   insertPinIfAbsent: db.prepare<{ username: string; key: Uint8Array; at: string }>(
     `INSERT INTO pins (username, public_key, pinned_at) VALUES (@username, @key, @at) ON CONFLICT (username) DO NOTHING`
@@ -180,7 +188,7 @@ const prepare = (db: SqlDb) => ({
      ON CONFLICT (username) DO UPDATE SET public_key = excluded.public_key, presented_at = excluded.presented_at`
   ),
   deletePresented: db.prepare<{ username: string }>(`DELETE FROM presented_keys WHERE username = @username`),
-  selectPins: db.prepare<[], PinRow>(`SELECT username, public_key, pinned_at FROM pins ORDER BY username`)
+  selectPins: db.prepare<[], PinRow>(`SELECT username, public_key, pinned_at, verified FROM pins ORDER BY username`)
 })
 
 type Statements = ReturnType<typeof prepare>
@@ -250,12 +258,14 @@ const keyMethods = (s: Statements, durable: StoreShape["durable"]): Omit<History
     durably(durable, `could not store pinned key of ${username}`, () => {
       s.upsertPin.run({ username, key, at: at.toISOString() })
     }),
+  isVerified: (username) => attempt("could not read pinned key", () => s.selectVerified.get({ username })?.verified === 1),
   pins: () =>
     attempt("could not read pinned keys", (): ReadonlyArray<Pin> =>
       s.selectPins.all().map((r) => ({
         username: r.username,
         publicKey: toBytes(r.public_key),
-        pinnedAt: r.pinned_at
+        pinnedAt: r.pinned_at,
+        verified: r.verified === 1
       })))
 })
 

@@ -63,9 +63,11 @@ const migrations: ReadonlyArray<string> = [
     presented_at TEXT NOT NULL
   );
   `,
-  // 3: whether a saved peer's presence was signed by the key it announces
+  // 3: whether a saved peer's presence was signed by the key it announces; whether the user
+  // compared a pinned key's fingerprint (`trust`) or it was pinned on first use
   `
   ALTER TABLE peers ADD COLUMN signed INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE pins ADD COLUMN verified INTEGER NOT NULL DEFAULT 0;
   `
 ]
 

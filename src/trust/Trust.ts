@@ -2,14 +2,18 @@
  * Trust: who a peer is, and whether to believe it (protocol: "Trust"). One service owns the
  * pinned keys, the keys peers presented in refused sessions, and the rules:
  *
- * - a secure session's proven key is pinned on first use for its (case-folded) name; a
+ * - a secure session's proven key is pinned on first use for its (case-folded) name, not
+ *   verified until the user compares its fingerprint (`trust`); a
  *   different key later refuses the session (KeyChanged) and is kept as "presented", so
  *   that `trust USER FINGERPRINT` can accept exactly the key that peer proved, once the
  *   user has compared its fingerprint (an announced, unproven key is never trusted);
  * - a name whose announced key is not the pinned one gets no secure messages until the
  *   user decides (`pinnedMismatch`);
+ * - a pinned name is proven by its key alone: the responder accepts a session proving the
+ *   pin whatever is announced, and the sending side sends it secure messages only;
  * - outside a secure session nothing proves a name: a plain `from` is believed only from
- *   the address the registry knows that name at (`believeFrom`).
+ *   the address the registry knows that name at, and never for a pinned name the registry
+ *   does not know (`believeFrom`).
  *
  * What the registry says (announced ids, addresses) is an input to these rules, never a
  * dependency: presence is a hint.
@@ -148,11 +152,12 @@ export class Trust extends Context.Service<Trust, {
 }>()("p2pchat/Trust") {}
 
 /**
- * Whether a plain message's `from` names its sender: only when the registry does not know
- * that name (`claimed` none) or knows it at the sender's own address.
+ * Whether a plain message's `from` names its sender: only when the registry knows that name
+ * at the sender's own address, or does not know it (`claimed` none) and it has no pinned key
+ * (a pinned name is proven by its key alone: an offline contact's name proves nothing).
  */
-export const believeFrom = (claimed: Option.Option<Peer>, address: string): boolean =>
-  Option.isNone(claimed) || claimed.value.address === address
+export const believeFrom = (claimed: Option.Option<Peer>, address: string, pinned: boolean): boolean =>
+  Option.isNone(claimed) ? !pinned : claimed.value.address === address
 
 export const make = Effect.gen(function*() {
   const history = yield* History

@@ -23,7 +23,7 @@ import { type Mode, MODE_WORD } from "../domain/Mode.ts"
 import { PeerRegistry } from "../services/PeerRegistry.ts"
 import { peerView } from "../services/PeerSnapshot.ts"
 import { Trust, trustChoices } from "../trust/Trust.ts"
-import { clean, historyLine, peerLine, render, toJson } from "./render.ts"
+import { clean, historyLine, peerLine, render, toJson, withVerified } from "./render.ts"
 
 /** How the console ended: the user quit, or its input ended. */
 export type ConsoleEnd = "quit" | "eof"
@@ -157,7 +157,10 @@ const showUsers = (ctx: Ctx) =>
   })
 
 const showHistory = (ctx: Ctx, user: string | undefined) =>
-  ctx.history.conversation(user === undefined ? undefined : usernameKey(user)).pipe(
+  Effect.gen(function*() {
+    const verified = new Set((yield* ctx.history.pins()).filter((p) => p.verified).map((p) => p.username))
+    return withVerified(yield* ctx.history.conversation(user === undefined ? undefined : usernameKey(user)), verified)
+  }).pipe(
     Effect.flatMap((entries) =>
       ctx.config.json
         ? ctx.say(toJson(entries))
@@ -175,7 +178,10 @@ const verify = (ctx: Ctx, user: string) =>
     yield* say(`your fingerprint:     ${ctx.identity.fingerprint}`)
     const pin = yield* history.getPin(usernameKey(user)).pipe(Effect.orElseSucceed(() => Option.none<Uint8Array>()))
     const peer = yield* ctx.registry.lookup(user)
-    if (Option.isSome(pin)) yield* say(`${user}'s pinned key:  ${fingerprint(pin.value)}`)
+    if (Option.isSome(pin)) {
+      const verified = yield* history.isVerified(usernameKey(user)).pipe(Effect.orElseSucceed(() => false))
+      yield* say(`${user}'s pinned key:  ${fingerprint(pin.value)}  (${verified ? "verified by you" : `NOT verified yet: compare it with ${user}, then \`trust ${user} FINGERPRINT\``})`)
+    }
     const announced = Option.isSome(peer) ? peer.value.id : undefined
     if (announced !== undefined && (Option.isNone(pin) || fingerprint(pin.value) !== fingerprint(idToKey(announced)))) {
       yield* say(`${user} announces:     ${fingerprint(idToKey(announced))}${Option.isSome(pin) ? "  (DIFFERENT from the pinned key)" : ""}`)

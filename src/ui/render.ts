@@ -34,7 +34,15 @@ export const textLine = (e: UiEvent): string => {
       break
     }
     case "message":
-      return `[${e.at.slice(11, 19)}] ${clean(e.from)}${e.mode === "classic-3des" ? " (classic, not secure)" : e.mode === "plain" ? " (unencrypted)" : ""}: ${clean(e.text)}`
+      return `[${e.at.slice(11, 19)}] ${clean(e.from)}${
+        e.mode === "classic-3des"
+          ? " (classic, not secure)"
+          : e.mode === "plain"
+          ? " (unencrypted)"
+          : e.verified === false
+          ? UNVERIFIED
+          : ""
+      }: ${clean(e.text)}`
     case "delivered":
       return `  delivered to ${clean(e.to)}`
     case "warning":
@@ -50,10 +58,20 @@ export const jsonLine = (e: UiEvent): string => toJson(e)
 
 export const render = (json: boolean) => (e: UiEvent): string => (json ? jsonLine(e) : textLine(e))
 
+/** What marks a secure message with a peer whose pinned key the user has not verified (`trust`). */
+const UNVERIFIED = " (key not verified)"
+
+/** A history entry; a secure one says whether its peer's pinned key is verified. */
+export type ShownEntry = HistoryEntry & { readonly verified?: boolean }
+
+/** History entries as shown: each secure one with `verified` (its peer among the verified names). */
+export const withVerified = (entries: ReadonlyArray<HistoryEntry>, verifiedNames: ReadonlySet<string>): ReadonlyArray<ShownEntry> =>
+  entries.map((h) => h.mode === "noise" ? { ...h, verified: verifiedNames.has(h.peer) } : h)
+
 /** One history entry as a line of a conversation. */
-export const historyLine = (h: HistoryEntry): string => {
+export const historyLine = (h: ShownEntry): string => {
   const when = h.at.replace("T", " ").slice(0, 19)
-  const mode = h.mode === "noise" ? "" : h.mode === "plain" ? " [unencrypted]" : " [classic, not secure]"
+  const mode = h.mode === "noise" ? (h.verified === false ? UNVERIFIED : "") : h.mode === "plain" ? " [unencrypted]" : " [classic, not secure]"
   return h.direction === "sent"
     ? `[${when}] me -> ${clean(h.peer)}: ${clean(h.text)} (${h.state})${mode}`
     : `[${when}] ${clean(h.peer)}: ${clean(h.text)}${mode}`

@@ -533,6 +533,22 @@ describe("responder under load and abuse", () => {
       assert.deepStrictEqual(summary(yield* conversation(bob, "alice")), [])
     }))
 
+  it.live("a plain frame naming a pinned contact who is offline is filed under its address, not the contact's history", () =>
+    Effect.gen(function*() {
+      const bob = yield* startNode("bob", yield* tempDir("bob"))
+      // bob pinned alice's key (a secure session long ago); alice is not in the registry now
+      yield* Effect.orDie(bob.history.pinIfAbsent("alice", new Uint8Array(32).fill(7), new Date()))
+      const client = yield* rawClient(bob.port)
+      yield* client.write(JSON.stringify({ unencrypted_message: b64("it is me, alice"), id: "o-1", from: "alice" }) + "\n")
+      yield* waitUntil("ack", () => client.received() === `{"ack":"o-1"}\n`)
+      assert.deepStrictEqual(summary(yield* conversation(bob)), ["received unknown (127.0.0.1) plain received it is me, alice"])
+      assert.deepStrictEqual(summary(yield* conversation(bob, "alice")), [])
+      // a name with no pin, unknown to the registry, is still taken at its word (plain proves nothing either way)
+      yield* client.write(JSON.stringify({ unencrypted_message: b64("hello"), id: "o-2", from: "zed" }) + "\n")
+      yield* waitUntil("second ack", () => client.received().endsWith(`{"ack":"o-2"}\n`))
+      assert.deepStrictEqual(summary(yield* conversation(bob, "zed")), ["received zed plain received hello"])
+    }))
+
   it.live("a message that cannot be stored is not acked; the failure is logged and shown as an error event", () =>
     Effect.gen(function*() {
       const bob = yield* startNode("bob", yield* tempDir("bob"))

@@ -59,7 +59,7 @@ const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
 
 /** What a received message looks like on the console: `[HH:MM:SS] from (marker): text`. */
 const messageLine = (from: string, text: string) =>
-  new RegExp(`^\\[\\d\\d:\\d\\d:\\d\\d\\] ${escapeRegExp(from)}( \\((unencrypted|classic, not secure)\\))?: ${escapeRegExp(text)}$`)
+  new RegExp(`^\\[\\d\\d:\\d\\d:\\d\\d\\] ${escapeRegExp(from)}( \\((unencrypted|classic, not secure|key not verified)\\))?: ${escapeRegExp(text)}$`)
 
 /** The mode a received console line shows (the marker after the sender's name). */
 const modeShown = (line: string): Mode =>
@@ -125,6 +125,8 @@ const consoleMsg = async (from: string, to: string, text: string) => {
   sender.input(`msg ${to} ${text}`)
   const line = await arrival(from, to, text, start)
   expect.soft(modeShown(line), `msg: ${to} shows '${text}' as`).toBe("noise")
+  // the keys were pinned on first use, and nobody compared fingerprints
+  expect.soft(line, "a secure line from a key not verified says so").toContain(" (key not verified): ")
   await waitFor(`${from} to show 'delivered to ${to}'`, () =>
     countLines(sender, isDelivered(to)) > deliveredBefore ? true : undefined, 5_000)
 }

@@ -27,11 +27,11 @@ describe.skipIf(!hasScript)("the console on a terminal", () => {
     await sleep(300)
     const sent = await runCli(["send", "alice", "incoming while typing", "--name", "bob", "--data-dir", bob.dataDir, "--bind", LOOPBACK])
     expect(sent.code, sent.stderr).toBe(0)
-    const { index } = await tty.waitForLine((l) => l.includes("bob: incoming while typing"), { timeoutMs: 5000 })
+    const { index } = await tty.waitForLine((l) => l.includes("bob (key not verified): incoming while typing"), { timeoutMs: 5000 })
 
     // The line being typed was cleared before the message: nothing typed is glued to it.
     const messageLine = tty.stdout[index]!.split(CLEAR_LINE).at(-1)!
-    expect(messageLine.replace(/\r$/, "")).toMatch(/^\[\d\d:\d\d:\d\d\] bob: incoming while typing$/)
+    expect(messageLine.replace(/\r$/, "")).toMatch(/^\[\d\d:\d\d:\d\d\] bob \(key not verified\): incoming while typing$/)
 
     // Finishing the word runs `whoami`: the half-typed "who" survived the interruption.
     tty.child.stdin!.write("ami\r")

@@ -479,6 +479,70 @@ describe("trust what you compared", () => {
     }))
 })
 
+describe("a pinned name is secure only", () => {
+  it.live("a pinned name announced with no key or another key is shown at once, once per key and address; a message to it waits", () =>
+    Effect.gen(function*() {
+      const alice = yield* startNode("alice", yield* tempDir("alice"))
+      const bob = yield* startNode("bob", yield* tempDir("bob"))
+      yield* meet(alice, bob)
+      assert.strictEqual((yield* alice.initiator.send("bob", "hello bob")).state, "delivered")
+      const warned = () => eventsOf(alice.events, "warning").filter((m) => m.startsWith("bob is announced from"))
+      assert.deepStrictEqual(warned(), [])
+
+      // bob leaves (signed bye); someone announces bob with no key, twice, unsigned
+      assert.isTrue(yield* alice.registry.bye({ bye: "bob", id: bob.id }, LOOPBACK, true))
+      const impostorPort = yield* freeTcpPort
+      for (let i = 0; i < 2; i++) yield* alice.registry.heard({ username: "bob", proto: "p2pchat/1", port: impostorPort }, LOOPBACK, 0)
+      yield* waitUntilEffect("told at once", Effect.sync(() => warned().length === 1))
+      assert.include(warned()[0]!, "with no key")
+      assert.include(warned()[0]!, bob.fingerprint)
+
+      // a message to bob, in the default mode, waits; nothing goes to that address
+      const r = yield* alice.initiator.send("bob", "top secret")
+      assert.strictEqual(r.state, "pending")
+      assert.strictEqual(r.mode, "noise")
+      assert.isTrue(eventsOf(alice.events, "warning").some((m) => m.includes("kept as pending")))
+      assert.deepStrictEqual(summary(yield* conversation(alice, "bob")).slice(1), ["sent bob noise pending top secret"])
+
+      // plain, asked for: a warning before it leaves (nobody listens there, so it fails)
+      const before = alice.events.length
+      yield* Effect.ignore(alice.initiator.send("bob", "not so secret", "plain"))
+      const after = alice.events.slice(before).map((e) => JSON.stringify(e))
+      assert.match(after[0] ?? "", /WITHOUT a secure session/)
+
+      // the real bob is back: his signed announcement takes the name, the pending message goes
+      yield* meet(alice, bob)
+      yield* waitUntilEffect(
+        "the pending secure message reaches the real bob",
+        Effect.map(conversation(bob, "alice"), (c) => c.some((e) => e.text === "top secret"))
+      )
+    }))
+})
+
+describe("a key pinned on first use is not verified until the user compares it", () => {
+  it.live("secure messages are marked unverified (event, history) until `trust USER FINGERPRINT` with the pinned key's fingerprint", () =>
+    Effect.gen(function*() {
+      const alice = yield* startNode("alice", yield* tempDir("alice"))
+      const bob = yield* startNode("bob", yield* tempDir("bob"))
+      yield* meet(alice, bob)
+      yield* meet(bob, alice)
+      assert.strictEqual((yield* bob.initiator.send("alice", "first")).state, "delivered")
+      const shown = () => alice.events.flatMap((e) => e.event === "message" ? [[e.text, e.verified]] : [])
+      yield* waitUntilEffect("shown", Effect.sync(() => shown().length === 1))
+      assert.deepStrictEqual(shown(), [["first", false]])
+      assert.isFalse(yield* Effect.orDie(alice.history.isVerified("bob")))
+      assert.deepStrictEqual((yield* Effect.orDie(alice.history.pins())).map((p) => [p.username, p.verified]), [["bob", false]])
+
+      // alice compares bob's fingerprint and trusts the pinned key: verified from now on
+      const t = Context.get(alice.context, Trust)
+      assert.strictEqual(yield* Effect.orDie(t.trustPeer("bob", bob.fingerprint)), bob.fingerprint)
+      assert.isTrue(yield* Effect.orDie(alice.history.isVerified("bob")))
+      assert.strictEqual((yield* bob.initiator.send("alice", "second")).state, "delivered")
+      yield* waitUntilEffect("shown", Effect.sync(() => shown().length === 2))
+      assert.deepStrictEqual(shown()[1], ["second", true])
+    }))
+})
+
 describe("secure delivery: pending, retry, expiry", () => {
   it.live("a message to a peer that is down stays pending, and is delivered exactly once when it comes back and announces (real UDP)", () =>
     Effect.gen(function*() {

@@ -58,7 +58,7 @@ describe("p2pchat stats", () => {
 
     const sent = await cli(alice, ["send", "bob", "count me", "--secure"])
     expect(sent.code, sent.stderr).toBe(0)
-    await nodes[1]!.waitForLine((l) => l.endsWith("alice: count me"), { timeoutMs: 5_000 })
+    await nodes[1]!.waitForLine((l) => l.endsWith("alice (key not verified): count me"), { timeoutMs: 5_000 })
 
     // the node saves within 2 s of a change
     const after = await waitFor("bob's saved stats to count the message", async () => {

@@ -71,7 +71,8 @@ describe("a hostile peer's name and text never reach the terminal raw", () => {
   it("alice's console shows the peer's message with escapes", async () => {
     malloryNode.input(`msg alice ${TEXT}`)
     const { line } = await aliceNode.waitForLine((l) => l.includes(": hi"), { timeoutMs: 10_000 })
-    expect(line).toMatch(new RegExp(`^\\[\\d\\d:\\d\\d:\\d\\d\\] ${NAME_SHOWN.replace(/\\/g, "\\\\")}: `))
+    // a first secure session: the key is pinned, not yet verified by alice, and the line says so
+    expect(line).toMatch(new RegExp(`^\\[\\d\\d:\\d\\d:\\d\\d\\] ${NAME_SHOWN.replace(/\\/g, "\\\\")} \\(key not verified\\): `))
     expect(line.endsWith(`: ${TEXT_SHOWN}`)).toBe(true)
     expectNoRaw("alice's console", aliceNode.stdout)
   }, 20_000)
