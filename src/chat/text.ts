@@ -96,10 +96,12 @@ export const storageAdvice = (problem: string, dataDir: string): string =>
 export const pinMismatch = (
   peer: Target,
   count: number,
-  m: { readonly pinnedFingerprint: string; readonly announcedFingerprint: string }
+  m: { readonly pinnedFingerprint: string; readonly announcedFingerprint: string | undefined }
 ) =>
-  `${count} secure message(s) to ${peer.username} wait: ${peer.username} now announces a key with ` +
-  `fingerprint ${m.announcedFingerprint}, not the pinned ${m.pinnedFingerprint}. Someone may be ` +
+  `${count} secure message(s) to ${peer.username} wait: ${peer.username} now announces ` +
+  (m.announcedFingerprint === undefined
+    ? `no key, not the pinned ${m.pinnedFingerprint}. Someone may be `
+    : `a key with fingerprint ${m.announcedFingerprint}, not the pinned ${m.pinnedFingerprint}. Someone may be `) +
   `impersonating ${peer.username}. Compare fingerprints with ${peer.username}; once a secure session has proven ` +
   `the new key (a new message tries one), \`trust ${peer.username} FINGERPRINT\` ` +
   `(or \`p2pchat trust ${peer.username} FINGERPRINT\`) sends them`

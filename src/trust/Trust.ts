@@ -126,10 +126,11 @@ export const trustChoices = (
   `(all 60 digits, or at least the first 20)`
 ]
 
-/** The pinned key of a name that announces another one: secure messages to it wait. */
+/** The pinned key of a name that announces another one, or none: secure messages to it wait. */
 export interface PinMismatch {
   readonly pinnedFingerprint: string
-  readonly announcedFingerprint: string
+  /** undefined: it announces no key. */
+  readonly announcedFingerprint: string | undefined
 }
 
 export class Trust extends Context.Service<Trust, {
@@ -145,7 +146,7 @@ export class Trust extends Context.Service<Trust, {
    * fingerprint pins nothing (NoMatch). Returns the fingerprint now pinned.
    */
   readonly trustPeer: (username: string, fingerprintText: string) => Effect.Effect<string, TrustError>
-  /** Whether `peer` announces a key other than the one pinned for its name. */
+  /** Whether `peer` announces a key other than the one pinned for its name, or none. */
   readonly pinnedMismatch: (peer: Peer) => Effect.Effect<Option.Option<PinMismatch>>
   readonly pinned: (username: string) => Effect.Effect<Option.Option<Uint8Array>, HistoryError>
   readonly presented: (username: string) => Effect.Effect<Option.Option<Uint8Array>, HistoryError>
@@ -196,10 +197,12 @@ export const make = Effect.gen(function*() {
 
   const pinnedMismatch = (peer: Peer): Effect.Effect<Option.Option<PinMismatch>> =>
     Effect.gen(function*() {
-      if (peer.id === undefined) return Option.none()
       const pin = yield* history.getPin(peer.key).pipe(Effect.orElseSucceed(() => Option.none<Uint8Array>()))
       if (Option.isNone(pin) || keyId(pin.value) === peer.id) return Option.none()
-      return Option.some({ pinnedFingerprint: fingerprint(pin.value), announcedFingerprint: fingerprint(idToKey(peer.id)) })
+      return Option.some({
+        pinnedFingerprint: fingerprint(pin.value),
+        announcedFingerprint: peer.id === undefined ? undefined : fingerprint(idToKey(peer.id))
+      })
     })
 
   return Trust.of({
