@@ -46,6 +46,7 @@ import { type Accepted, type FrameChannel, Transport } from "../transport/Transp
 import { Trust } from "../trust/Trust.ts"
 import { ConnectionEnded, endOf, isBadInput } from "./ConnectionEnded.ts"
 import { Inbox, type Inbound } from "./Inbox.ts"
+import { lookAlikeWarning, tellOnce } from "./NameWatch.ts"
 import { type Conn, makeLimits } from "./Limits.ts"
 import { type LimitStats, Stats, type StatsSnapshot } from "./Stats.ts"
 
@@ -143,6 +144,11 @@ const open = (deps: Deps, ch: FrameChannel, conn: Conn, seen: { secure: boolean 
     yield* deps.stats.add("sessionsIn")
     yield* Effect.logInfo(`responder: secure session from ${username} (${ch.label}), fingerprint ${fingerprint}`)
     yield* deps.events.publish({ event: "info", message: `secure session from ${username}, fingerprint ${fingerprint}` })
+    const lookAlike = yield* lookAlikeWarning(deps.registry, deps.trust, username)
+    if (lookAlike !== undefined && tellOnce(deps.told, `look ${usernameKey(username)}`)) {
+      yield* Effect.logWarning(`responder: ${lookAlike}`)
+      yield* deps.events.publish({ event: "warning", message: lookAlike })
+    }
     return session
   })
 
@@ -181,21 +187,13 @@ const serve = (deps: Deps, ch: FrameChannel, conn: Conn) => {
   )
 }
 
-/** Most refused (name, key) pairs remembered; past it the memory starts again. */
-const MAX_TOLD = 1024
-
 /**
  * Whether the user is to be shown this failure: a refused changed key once per name and key
  * (a peer retries every 30 s; the log and the stats still count each), anything else always.
  */
-const firstTelling = (told: Set<string>, e: SessionError): boolean => {
-  if (e.reason !== "KeyChanged" || e.username === undefined || e.presentedKey === undefined) return true
-  const key = `${usernameKey(e.username)}\u0000${keyId(e.presentedKey)}`
-  if (told.has(key)) return false
-  if (told.size >= MAX_TOLD) told.clear()
-  told.add(key)
-  return true
-}
+const firstTelling = (told: Set<string>, e: SessionError): boolean =>
+  e.reason !== "KeyChanged" || e.username === undefined || e.presentedKey === undefined ||
+  tellOnce(told, `${usernameKey(e.username)}\u0000${keyId(e.presentedKey)}`)
 
 /** Logs and counts how a connection ended. */
 const ended = ({ stats, limits }: Deps, conn: Conn, e: ConnectionEnded) =>

@@ -139,3 +139,8 @@ export const pinnedAnnouncedOtherwise = (peer: Target, pinnedFingerprint: string
     : `with a key whose fingerprint is ${fingerprint(idToKey(peer.id))}, not the pinned ${pinnedFingerprint}`) +
   `: someone may be impersonating ${peer.username}. Secure messages to ${peer.username} go only to a node ` +
   `that proves the pinned key; no message goes there`
+
+/** A name that reads like other names (each spelled out with its unusual characters). */
+export const lookAlike = (name: string, others: ReadonlyArray<string>) =>
+  `the name ${name} looks like ${others.join(", ")}, but it is another user: ` +
+  `check the fingerprint (\`verify\`) before you believe it is who it seems`

@@ -11,7 +11,7 @@ import * as Initiator from "../chat/Initiator.ts"
 import * as Inbox from "../chat/Inbox.ts"
 import * as Links from "../chat/Links.ts"
 import * as Outbox from "../chat/Outbox.ts"
-import * as PinWatch from "../chat/PinWatch.ts"
+import * as NameWatch from "../chat/NameWatch.ts"
 import * as Responder from "../chat/Responder.ts"
 import * as Stats from "../chat/Stats.ts"
 import * as StatsSnapshot from "../chat/StatsSnapshot.ts"
@@ -114,7 +114,7 @@ const announcerOfResponder = Layer.unwrap(Effect.gen(function*() {
  * bye, goes out while it still listens. Its counters are saved in the data dir for `p2pchat stats`.
  */
 export const nodeRole = (config: NodeConfig, transport: Layer.Layer<Transport> = NodeTransport.layer) =>
-  Layer.mergeAll(announcerOfResponder, sending, StatsSnapshot.layer, PinWatch.layer).pipe(
+  Layer.mergeAll(announcerOfResponder, sending, StatsSnapshot.layer, NameWatch.layer).pipe(
     Layer.provideMerge(receiving),
     Layer.provideMerge(Layer.mergeAll(Stats.layer, transport)),
     Layer.provideMerge(discovering),

@@ -14,6 +14,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { identityOf, livenessAt, nextTransitionAge, type Peer, type Timers } from "../domain/Peer.ts"
 import { type Announcement, type Bye, isP2pchat, usernameKey } from "../domain/Presence.ts"
+import { confusableKeys } from "../domain/Confusables.ts"
 import { fingerprintOfId } from "../domain/Fingerprint.ts"
 import { Config, type NodeConfig } from "./Config.ts"
 import { Events, type UiEvent } from "./Events.ts"
@@ -61,6 +62,8 @@ export class PeerRegistry extends Context.Service<PeerRegistry, {
   readonly list: Effect.Effect<ReadonlyArray<Peer>>
   readonly lookup: (username: string) => Effect.Effect<Option.Option<Peer>>
   readonly lookupByAddress: (address: string) => Effect.Effect<Option.Option<Peer>>
+  /** The peers whose names a person could take for `name` (Unicode TR39 skeletons), not `name` itself. */
+  readonly lookAlikes: (name: string) => Effect.Effect<ReadonlyArray<Peer>>
   readonly stats: Effect.Effect<RegistryStats>
   /** Changes from the moment of subscription. */
   readonly changes: Effect.Effect<Stream.Stream<RegistryChange>, never, Scope.Scope>
@@ -80,6 +83,8 @@ interface Table {
   readonly entries: Map<string, Entry>
   /** Names per source address: one host cannot fill the registry and push real peers out. */
   readonly namesAt: Map<string, number>
+  /** Registry keys by confusable key (Confusables.ts): look-alikes without a scan. */
+  readonly looks: Map<string, Set<string>>
   /** The last stamp accepted from each key, and when (monotonic ms); kept past the entry. */
   readonly stamps: Map<string, { ts: number; at: number }>
   rejectedFull: number
@@ -95,6 +100,20 @@ const MAX_STAMPS = 8192
 
 const monotonicMillis = Effect.map(Clock.monotonicTimeNanos, (n) => Number(n / 1_000_000n))
 
+/** Files (or unfiles) an entry under its confusable keys. */
+const indexLooks = (table: Table, peer: Peer, add: boolean): void => {
+  for (const look of confusableKeys(peer.username)) {
+    const keys = table.looks.get(look)
+    if (add) {
+      if (keys === undefined) table.looks.set(look, new Set([peer.key]))
+      else keys.add(peer.key)
+    } else if (keys !== undefined) {
+      keys.delete(peer.key)
+      if (keys.size === 0) table.looks.delete(look)
+    }
+  }
+}
+
 const countAt = (table: Table, address: string, delta: number): void => {
   const n = (table.namesAt.get(address) ?? 0) + delta
   if (n <= 0) table.namesAt.delete(address)
@@ -105,6 +124,7 @@ const countAt = (table: Table, address: string, delta: number): void => {
 const remove = (table: Table, key: string, entry: Entry, why: "Expired" | "Left"): void => {
   table.entries.delete(key)
   countAt(table, entry.peer.address, -1)
+  indexLooks(table, entry.peer, false)
   table.emit({ _tag: why, peer: entry.peer })
 }
 
@@ -155,6 +175,7 @@ const admit = (table: Table, fields: Fields, now: number): Heard => {
   const peer: Peer = { ...fields, firstSeen: fields.lastSeen, conflict: undefined }
   table.entries.set(fields.key, { peer, seenAt: now })
   countAt(table, fields.address, 1)
+  indexLooks(table, peer, true)
   table.emit({ _tag: "Appeared", peer })
   return "new"
 }
@@ -185,6 +206,10 @@ const refresh = (table: Table, entry: Entry, fields: Fields, now: number): Heard
   if (before.address !== fields.address) {
     countAt(table, before.address, -1)
     countAt(table, fields.address, 1)
+  }
+  if (before.username !== fields.username) {
+    indexLooks(table, before, false)
+    indexLooks(table, entry.peer, true)
   }
   if (before.address !== fields.address || before.port !== entry.peer.port || before.id !== entry.peer.id) {
     table.emit({ _tag: "Moved", peer: entry.peer, from: `${before.address}:${before.port}` })
@@ -279,6 +304,7 @@ export const make: Effect.Effect<PeerRegistry["Service"], never, Config | Scope.
     emit: (change) => PubSub.publishUnsafe(hub, change),
     entries: new Map(),
     namesAt: new Map(),
+    looks: new Map(),
     stamps: new Map(),
     rejectedFull: 0,
     rejectedAddressFull: 0,
@@ -309,6 +335,12 @@ export const make: Effect.Effect<PeerRegistry["Service"], never, Config | Scope.
       Effect.map(current, (m) => {
         for (const e of m.values()) if (e.peer.address === address) return Option.some(e.peer)
         return Option.none()
+      }),
+    lookAlikes: (name) =>
+      Effect.map(current, (m) => {
+        const keys = new Set(confusableKeys(name).flatMap((look) => [...(table.looks.get(look) ?? [])]))
+        keys.delete(usernameKey(name))
+        return [...keys].flatMap((k) => m.get(k)?.peer ?? [])
       }),
     stats: Effect.sync(() => ({
       peers: table.entries.size,

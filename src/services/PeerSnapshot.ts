@@ -10,6 +10,7 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { looksAlike } from "../domain/Confusables.ts"
 import { fingerprintOfId } from "../domain/Fingerprint.ts"
 import { livenessAt, type Peer, type PeerStatus, type Proto, type Timers } from "../domain/Peer.ts"
 import { usernameKey } from "../domain/Presence.ts"
@@ -217,6 +218,7 @@ export const makeRegistry: Effect.Effect<PeerRegistry["Service"], never, Store |
     heard: () => Effect.succeed("known" as const),
     bye: () => Effect.succeed(false),
     fresh: () => Effect.succeed(true),
+    lookAlikes: (name) => Effect.map(read, (peers) => peers.filter((p) => looksAlike(name, p.username))),
     list: read,
     lookup: (username) =>
       Effect.map(read, (peers) => Option.fromNullishOr(peers.find((p) => p.key === usernameKey(username)))),

@@ -24,6 +24,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import { looksAlike } from "../domain/Confusables.ts"
 import { fingerprint, fingerprintMatches, parseFingerprint } from "../domain/Fingerprint.ts"
 import type { Peer } from "../domain/Peer.ts"
 import { usernameKey } from "../domain/Presence.ts"
@@ -149,6 +150,8 @@ export class Trust extends Context.Service<Trust, {
   /** Whether `peer` announces a key other than the one pinned for its name, or none. */
   readonly pinnedMismatch: (peer: Peer) => Effect.Effect<Option.Option<PinMismatch>>
   readonly pinned: (username: string) => Effect.Effect<Option.Option<Uint8Array>, HistoryError>
+  /** The pinned names a person could take for `username` (Unicode TR39 skeletons), not itself. */
+  readonly pinnedLookAlikes: (username: string) => Effect.Effect<ReadonlyArray<string>, HistoryError>
   readonly presented: (username: string) => Effect.Effect<Option.Option<Uint8Array>, HistoryError>
 }>()("p2pchat/Trust") {}
 
@@ -210,6 +213,8 @@ export const make = Effect.gen(function*() {
     trustPeer,
     pinnedMismatch,
     pinned: (username) => history.getPin(usernameKey(username)),
+    pinnedLookAlikes: (username) =>
+      Effect.map(history.pins(), (pins) => pins.map((p) => p.username).filter((name) => looksAlike(username, name))),
     presented: (username) => history.presentedKey(usernameKey(username))
   })
 })

@@ -519,6 +519,34 @@ describe("a pinned name is secure only", () => {
     }))
 })
 
+describe("look-alike names", () => {
+  it.live("a name that reads like a pinned or known one is shown at once, from presence and from a secure session, once each", () =>
+    Effect.gen(function*() {
+      const alice = yield* startNode("alice", yield* tempDir("alice"))
+      const bob = yield* startNode("bob", yield* tempDir("bob"))
+      yield* meet(alice, bob)
+      assert.strictEqual((yield* alice.initiator.send("bob", "hello bob")).state, "delivered")
+      const looks = () => eventsOf(alice.events, "warning").filter((m) => m.includes("looks like"))
+
+      // "bоb" with a Cyrillic о starts and writes to alice: she is told it is not bob, once
+      const impostor = yield* startNode("b\u043eb", yield* tempDir("impostor"))
+      yield* meet(impostor, alice)
+      for (let i = 0; i < 2; i++) assert.strictEqual((yield* impostor.initiator.send("alice", `it is bob ${i}`)).state, "delivered")
+      yield* impostor.initiator.close()
+      assert.strictEqual((yield* impostor.initiator.send("alice", "again")).state, "delivered")
+      assert.strictEqual(looks().length, 1, looks().join("\n"))
+      assert.include(looks()[0]!, "b\u043e(U+043E)b looks like bob")
+
+      // a look-alike heard on the LAN is told too (once), and so is one of a known unpinned name
+      yield* alice.registry.heard({ username: "B0B", proto: "p2pchat/1", port: 1 }, "127.0.0.9", 0)
+      yield* alice.registry.heard({ username: "carol", proto: "p2pchat/1", port: 1 }, "127.0.0.10", 0)
+      yield* alice.registry.heard({ username: "caro1", proto: "p2pchat/1", port: 1 }, "127.0.0.11", 0)
+      yield* waitUntilEffect("told", Effect.sync(() => looks().length === 3))
+      assert.include(looks()[1]!, "B0B looks like bob")
+      assert.include(looks()[2]!, "caro1 looks like carol")
+    }))
+})
+
 describe("a key pinned on first use is not verified until the user compares it", () => {
   it.live("secure messages are marked unverified (event, history) until `trust USER FINGERPRINT` with the pinned key's fingerprint", () =>
     Effect.gen(function*() {
