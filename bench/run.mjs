@@ -26,8 +26,13 @@ const { values: opt } = parseArgs({
 })
 const QUICK = opt.quick
 const ONLY = opt.only?.split(",")
-/** With --only: the figures asked for, and fsync-p99 with ack-latency-p99 (whose goal needs it). */
-const wanted = (name) => ONLY.includes(name) || (name === "fsync-p99" && ONLY.includes("ack-latency-p99"))
+/**
+ * With --only: the figures asked for, fsync-p99 with ack-latency-p99 (whose goal needs it),
+ * and the presence-cost step for presence-replay-cost (one run measures both).
+ */
+const wanted = (name) =>
+  ONLY.includes(name) || (name === "fsync-p99" && ONLY.includes("ack-latency-p99")) ||
+  (name === "presence-cost" && ONLY.includes("presence-replay-cost"))
 
 /** Sizes of every figure: the full run, and the smoke run (--quick). */
 const SIZE = QUICK
@@ -39,6 +44,7 @@ const SIZE = QUICK
     registryCount: 300,
     discoveryNodes: 2,
     discoveryRuns: 1,
+    presence: { peers: 100, rounds: 2, runs: 1 },
     throughput: { seconds: 0.3, runs: 1, warmup: 3 },
     latency: { count: 20, runs: 1 },
     connections: { levels: "10,20", runs: 1 },
@@ -52,6 +58,7 @@ const SIZE = QUICK
     registryCount: 10_000,
     discoveryNodes: 5,
     discoveryRuns: 5,
+    presence: { peers: 1000, rounds: 8, runs: 3 },
     throughput: { seconds: 3, runs: 5, warmup: 100 },
     latency: { count: 600, runs: 5 },
     connections: { levels: "250,500,1000,2000", runs: 3 },
@@ -94,6 +101,9 @@ const valueOf = (name) => {
 /** ack-latency-p99 may exceed one durable commit on this disk (fsync-p99) by this much. */
 const ACK_OVER_FSYNC_MS = 2
 
+/** 1,000 peers announcing every 8 s may cost 3% of one core: 30 ms of CPU a second over 125 announcements. */
+const PRESENCE_GOAL_US = (0.03 * 1_000_000) / (1000 / 8)
+
 /**
  * Every figure of the issue, in the order of its table. `goal` says (a string, or a
  * function of the run's other figures) what `pass` decides from the figure's value (and
@@ -120,6 +130,10 @@ const FIGURES = [
   { name: "handshakes-per-second", unit: "handshakes/s", goal: ">= 500", pass: (v) => v >= 500 },
   { name: "registry-10k-memory", unit: "MB", goal: "< 50", pass: (v) => v < 50 },
   { name: "discovery-latency", unit: "ms", goal: "< 1000", pass: (v) => v < 1000 },
+  // 1,000 peers announcing every 8 s may take 3% of one core: 240 us each; baseline: a bare Ed25519 verify
+  { name: "presence-cost", unit: "us", goal: `< ${PRESENCE_GOAL_US}`, pass: (v) => v < PRESENCE_GOAL_US },
+  // a replayed stamp is refused before its signature is checked: cheaper than that check
+  { name: "presence-replay-cost", unit: "us", goal: "ratio < 1", pass: (v, r) => r !== null && r < 1 },
   { name: "cold-start-help", unit: "ms", goal: "< 200", pass: (v) => v < 200 },
   { name: "idle-rss", unit: "MB", goal: "< 80", pass: (v) => v < 80 }
 ]
@@ -349,6 +363,42 @@ const discoveryLatency = async () => {
   record("discovery-latency", runs, undefined, `from process start until ${SIZE.discoveryNodes} running nodes are online in its --json events`)
 }
 
+/**
+ * presence-cost and presence-replay-cost, from one driver process per run
+ * (bench/drivers/presence.ts): signed announcements from M peers (each on its own loopback
+ * address, in a child process) over UDP into Discovery + PeerRegistry; CPU time of the
+ * node's process per announcement; the floor is node:crypto's bare Ed25519 verification,
+ * timed in the same process in the same run.
+ */
+const presenceCost = async () => {
+  const { peers, rounds, runs } = SIZE.presence
+  try {
+    const driver = await bundleDriver("presence")
+    const results = []
+    for (let i = 0; i < runs; i++) {
+      results.push(await runJson(NODE, [driver, "--data-dir", freshDir("presence"), "--peers", String(peers), "--rounds", String(rounds)], {
+        timeoutMs: 120_000
+      }))
+    }
+    const verify = results.map((r) => r.verifyUs)
+    const cost = median(results.map((r) => r.perAnnouncementUs))
+    const share = (cost * (1000 / 8)) / 1e6
+    record("presence-cost", results.map((r) => r.perAnnouncementUs), verify,
+      `CPU per signed announcement received (UDP on loopback into Discovery + PeerRegistry: read, rate limit, decode, ` +
+      `stamp, XEdDSA verify, registry), ${peers} peers x ${rounds} rounds after a warm-up round; baseline: bare ` +
+      `node:crypto Ed25519 verify in the same process; ${(cost / PRESENCE_GOAL_US).toFixed(2)} of the goal: 1,000 peers ` +
+      `every 8 s would take ${(share * 100).toFixed(1)}% of a core`)
+    const logLines = median(results.map((r) => r.replayLogLines))
+    record("presence-replay-cost", results.map((r) => r.perReplayUs), verify,
+      `CPU per replayed announcement (the ${rounds} rounds sent again: stamps not above their key's last), refused ` +
+      `before the signature check; ${rounds * peers} per run from ${peers} addresses (${logLines} warnings made: one per ` +
+      `address per second); baseline: bare Ed25519 verify`)
+  } catch (e) {
+    notMeasured("presence-replay-cost", String(e.message ?? e).replace(/\s+/g, " ").slice(0, 300))
+    throw e
+  }
+}
+
 /** The chat figures share one p2pchat responder node and one baseline server. */
 let chat
 const chatPeers = async () => {
@@ -557,6 +607,8 @@ const STEPS = [
   ["idle-rss", idleRss],
   ["registry-10k-memory", registryMemory],
   ["discovery-latency", discoveryLatency],
+  // measures presence-replay-cost too
+  ["presence-cost", presenceCost],
   ["plain-throughput", throughput("plain")],
   ["secure-throughput", throughput("secure")],
   ["ack-latency-p99", ackLatency],

@@ -105,8 +105,8 @@ export const messageId = (rng: Rng, tag: string): string => {
 // Random JSON
 
 const FIELD_NAMES = [
-  "username", "proto", "port", "status", "id", "bye", "unencrypted_message", "encrypted_message", "key", "ack", "hs", "ct",
-  "from", "type", "text", "sentAt"
+  "username", "proto", "port", "status", "id", "bye", "ts", "sig", "unencrypted_message", "encrypted_message", "key", "ack", "hs",
+  "ct", "from", "type", "text", "sentAt"
 ]
 const HOSTILE_KEYS = ["__proto__", "constructor", "prototype", "toString", "hasOwnProperty", "", " ", "\u0000", "username\u0000"]
 
@@ -130,7 +130,8 @@ export const randomScalar = (rng: Rng): J =>
     [3, () => rng.pick(NUMBERS)],
     [1, () => rng.int(-1000, 100000)],
     [4, () => hostileString(rng)],
-    [1, () => keyIdText(rng)]
+    [1, () => keyIdText(rng)],
+    [1, () => Buffer.from(rng.bytes(64)).toString("base64url")]
   ])()
 
 export const randomJson = (rng: Rng, depth = 3): J => {

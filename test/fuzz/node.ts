@@ -66,6 +66,9 @@ export const startFuzzNode = async (opts: {
     maxPeers: 1_000_000,
     maxPeersPerAddress: 1_000_000,
     presenceRatePerAddress: 1_000_000_000,
+    // Nothing expires during a run (nor does a remembered stamp fade), so that the registry
+    // is what the rules make of the datagrams alone (test/fuzz/oracle.ts, PresenceModel).
+    expireAfterMs: 24 * 60 * 60_000,
     ...opts.overrides
   })
   let logs: Array<LogLine> = []

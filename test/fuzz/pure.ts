@@ -12,9 +12,10 @@ import { classicDecrypt } from "../../src/domain/Classic.ts"
 import { decodeFrame, decodeInner, plainText } from "../../src/domain/Frames.ts"
 import { JsonSplitter, MAX_FRAME_BYTES } from "../../src/domain/Framing.ts"
 import { createHandshake, generateKeyPair, type KeyPair, NoiseError, type Transport } from "../../src/domain/Noise.ts"
-import { decodePresence } from "../../src/domain/Presence.ts"
+import { decodePresence, presenceSignedBytes } from "../../src/domain/Presence.ts"
+import { makeVerifier } from "../../src/domain/Xeddsa.ts"
 import { mutateBytes } from "./mutate.ts"
-import { PUSH_BYTES, referenceFrame, referenceInner, referencePresence } from "./oracle.ts"
+import { PUSH_BYTES, referenceFrame, referenceInner, referencePresence, referenceSignatureOk } from "./oracle.ts"
 import type { Rng } from "./rng.ts"
 
 export interface Failure {
@@ -45,7 +46,14 @@ const plainObjectProblem = (v: unknown): string | undefined => {
 // ---------------------------------------------------------------------------------------------
 // Datagrams
 
-export const checkDatagram = (bytes: Uint8Array): Array<Failure> => {
+/** src's signature check, as Discovery makes it. */
+const srcVerify = makeVerifier()
+
+/**
+ * `sigOk`: whether the case made a good signature (when it knows); then the reference
+ * check must say so too (a check of the oracle itself).
+ */
+export const checkDatagram = (bytes: Uint8Array, sigOk?: boolean): Array<Failure> => {
   const failures: Array<Failure> = []
   let r: ReturnType<typeof decodePresence>
   try {
@@ -71,6 +79,29 @@ export const checkDatagram = (bytes: Uint8Array): Array<Failure> => {
     }
     const p = plainObjectProblem(got.value)
     if (p !== undefined) failures.push({ property: "decoded datagrams are plain objects", detail: p })
+    const { id, sig } = got.value
+    if (sig !== undefined && id !== undefined) {
+      const rules = referenceSignatureOk(ref.tag, ref.value)
+      let src: boolean
+      try {
+        src = srcVerify(new Uint8Array(Buffer.from(id, "base64url")), presenceSignedBytes(got), new Uint8Array(Buffer.from(sig, "base64url")))
+      } catch (e) {
+        failures.push({ property: "the presence signature check never throws", detail: describe(e) })
+        src = !rules
+      }
+      if (src !== rules) {
+        failures.push({
+          property: "the presence signature check agrees with the rules (XEdDSA: Ed25519 under the Edwards form of the id, s < L, no small-order or non-canonical id)",
+          detail: `src says ${src ? "good" : "bad"}, the rules ${rules ? "good" : "bad"}: ${JSON.stringify(got.value)}`
+        })
+      }
+      if (sigOk !== undefined && rules !== sigOk) {
+        failures.push({
+          property: "the oracle's signature check agrees with how the case made the signature",
+          detail: `made ${sigOk ? "good" : "bad"}, the oracle says ${rules ? "good" : "bad"}: ${JSON.stringify(got.value)}`
+        })
+      }
+    }
   } else if (r._tag === "Failure" && typeof r.failure !== "string") {
     failures.push({ property: "a refused datagram has a reason", detail: String(r.failure) })
   }

@@ -8,15 +8,17 @@
  */
 import * as net from "node:net"
 import { generateKeyPair, type KeyPair } from "../../src/domain/Noise.ts"
-import { decodePresence, usernameKey } from "../../src/domain/Presence.ts"
+import type { Peer } from "../../src/domain/Peer.ts"
+import { usernameKey } from "../../src/domain/Presence.ts"
 import { classicPlan, datagramCase, noisePlan, randomStreamPlan, secureLikeStream } from "./cases.ts"
 import { keyIdText, obj, toBytes } from "./gen.ts"
+import { makeWorld } from "./identities.ts"
 import { startFuzzNode } from "./node.ts"
-import { isKeyId, isMessageId, isPort, isUsername, isUsernameKey } from "./oracle.ts"
+import { isKeyId, isMessageId, isPort, isUsername, isUsernameKey, type ModelPeer, PresenceModel } from "./oracle.ts"
 import { checkDatagram, checkNoise, checkStream, type Failure, makeNoiseFixtures, preview } from "./pure.ts"
 import { Rng, randomSeed } from "./rng.ts"
 import { classicCase, Client, type NetContext, type NetResult, noiseCase, WAIT_MS } from "./tcp.ts"
-import { MAX_UDP_PAYLOAD, pollUntil, udpSender } from "./udp.ts"
+import { MAX_UDP_PAYLOAD, pollUntil, udpSenders } from "./udp.ts"
 
 export type Kind = "presence" | "stream" | "noise" | "udp" | "tcp-classic" | "tcp-random" | "tcp-noise"
 
@@ -72,6 +74,15 @@ export interface FuzzSummary {
   readonly secureUnsupported: number
   readonly datagrams: number
   readonly discovery: { readonly received: number; readonly accepted: number; readonly own: number; readonly rejected: number }
+  /** Signed presence, as the rules' model of the registry counted it. */
+  readonly presence: {
+    readonly replayed: number
+    readonly badSignature: number
+    readonly effects: Readonly<Record<string, number>>
+    readonly peers: number
+    readonly signedPeers: number
+    readonly sources: number
+  }
   readonly historyRows: number
   readonly pins: number
 }
@@ -143,7 +154,11 @@ export const runFuzz = async (options: FuzzOptions): Promise<FuzzSummary> => {
     secureUnsupported: () => (node.responderStats().rejectedByReason["Unsupported"] ?? 0) > 0,
     keys: clientKeys
   }
-  const udp = await udpSender(node.udpPort)
+  // Presence: the run's identities, senders at several loopback addresses, and the rules'
+  // model of what the node's registry must hold.
+  const world = makeWorld(seed)
+  const senders = await udpSenders(node.udpPort, world.sources)
+  const model = new PresenceModel(node.ownId)
   const noiseFixtures = makeNoiseFixtures()
 
   const byKind: Record<string, number> = {}
@@ -151,9 +166,8 @@ export const runFuzz = async (options: FuzzOptions): Promise<FuzzSummary> => {
   let connections = 0
   let refused = 0
   let secureUnsupported = 0
-  // Discovery: what it must have counted.
+  // Discovery: what it must have counted (model.counts).
   let udpSent = 0
-  const expected = { accepted: 0, own: 0, rejected: 0 }
   const acceptedKeys = new Set<string>()
   // History and pins: what may and must be there.
   const ackedIds = new Set<string>()
@@ -187,8 +201,8 @@ export const runFuzz = async (options: FuzzOptions): Promise<FuzzSummary> => {
     inflight.add(done)
   }
 
-  const sendDatagram = async (bytes: Uint8Array): Promise<boolean> => {
-    const ok = await udp.send(bytes)
+  const sendDatagram = async (bytes: Uint8Array, from = 0): Promise<boolean> => {
+    const ok = await senders[from]!.send(bytes)
     if (!ok) return false
     udpSent++
     const outstanding = () => udpSent - node.discoveryStats().received
@@ -197,14 +211,54 @@ export const runFuzz = async (options: FuzzOptions): Promise<FuzzSummary> => {
     return true
   }
 
-  const account = (bytes: Uint8Array) => {
-    const r = decodePresence(bytes)
-    if (r._tag === "Failure") expected.rejected++
-    else if (r.success.value.id === node.ownId) expected.own++
-    else {
-      expected.accepted++
-      if (r.success._tag === "Announcement") acceptedKeys.add(usernameKey(r.success.value.username))
+  /** A datagram sent: what the rules say it does (in sending order, which is the node's). */
+  const account = (bytes: Uint8Array, from: number, what: string) => {
+    const sender = senders[from]!
+    const fate = model.receive(bytes, sender.address, sender.port, what)
+    if (fate.counted === "accepted" && fate.key !== undefined && fate.effect !== "none") acceptedKeys.add(fate.key)
+  }
+
+  const PEER_FIELDS = ["username", "address", "udpPort", "port", "proto", "id", "manualAway", "signed"] as const
+  const modelOf = (p: Peer): ModelPeer => ({
+    username: p.username,
+    key: p.key,
+    address: p.address,
+    udpPort: p.udpPort,
+    port: p.port,
+    proto: p.proto,
+    id: p.id,
+    manualAway: p.manualAway,
+    signed: p.signed
+  })
+  const show = (p: ModelPeer | undefined) => (p === undefined ? "none" : JSON.stringify(Object.fromEntries(PEER_FIELDS.map((f) => [f, p[f] ?? null]))))
+  /** Where the node's registry differs from the rules' model: one line per name. */
+  const registryDiffs = (peers: ReadonlyArray<Peer>): Array<{ property: string; detail: string }> => {
+    const node = new Map(peers.map((p) => [p.key, modelOf(p)]))
+    const keys = new Set([...node.keys(), ...model.entries.keys()])
+    const out: Array<{ property: string; detail: string }> = []
+    for (const key of keys) {
+      const n = node.get(key)
+      const m = model.entries.get(key)
+      const differs = n === undefined || m === undefined ? PEER_FIELDS : PEER_FIELDS.filter((f) => n[f] !== m[f])
+      if (differs.length === 0) continue
+      const property = m === undefined
+        ? "nothing is registered but what the rules admit"
+        : n === undefined
+        ? m.signed
+          ? "a signed entry is removed only by a signed bye of its key"
+          : "an entry is removed only by a bye of its identity (signed, or from its address)"
+        : (m.signed || n.signed) && differs.some((f) => f === "address" || f === "port" || f === "id" || f === "udpPort")
+        ? "a signed entry's address, port and id change only by a valid fresh signed announcement of its key"
+        : differs.includes("signed")
+        ? "only a valid fresh signed announcement makes an entry signed, and it stays signed"
+        : "the registry holds what the rules make of the announcements"
+      out.push({
+        property,
+        detail: `${JSON.stringify(key)} differs in ${differs.join(", ")}: node ${show(n)}, rules ${show(m)}; ` +
+          `datagrams on this name: ${(model.history.get(key) ?? []).join(" | ") || "none"}`
+      })
     }
+    return out
   }
 
   /** The whole node after a batch: counts, registry, History, pins, pollution, still serving. */
@@ -217,8 +271,8 @@ export const runFuzz = async (options: FuzzOptions): Promise<FuzzSummary> => {
     liveness++
     const liveName = `live-${liveness}`
     const announcement = toBytes(obj(["username", liveName], ["proto", "p2pchat/1"], ["port", 4242], ["id", keyIdText(new Rng(liveness))]))
-    account(announcement)
     if (!(await sendDatagram(announcement))) batchFail("the fuzz can send datagrams", "send failed")
+    else account(announcement, 0, `liveness ${liveness}`)
     if (!(await waitForPeer(liveName))) {
       batchFail("Discovery keeps serving: a valid announcement after the fuzz is registered", `${liveName} not in the registry`)
     }
@@ -237,18 +291,47 @@ export const runFuzz = async (options: FuzzOptions): Promise<FuzzSummary> => {
       batchFail("the responder keeps serving: a well-behaved peer connects", (e as Error).message)
     }
 
-    // Discovery counted every datagram, each the way decodePresence decided.
-    if (!(await pollUntil(() => node.discoveryStats().received >= udpSent, WAIT_MS))) {
+    // Discovery counted every datagram, each the way the rules decide.
+    const handled = () => {
+      const s = node.discoveryStats()
+      return s.accepted + s.own + s.rejected
+    }
+    if (!(await pollUntil(() => node.discoveryStats().received >= udpSent && handled() >= udpSent, WAIT_MS))) {
       batchFail("Discovery counts every datagram", `received ${node.discoveryStats().received} of ${udpSent} sent (socket dropped ${node.udpDropped()})`)
     }
     const d = node.discoveryStats()
     if (d.received !== d.accepted + d.own + d.rejected) {
       batchFail("Discovery: received == accepted + own + rejected", JSON.stringify(d))
     }
+    const expected = { accepted: model.counts.accepted, own: model.counts.own, rejected: model.counts.rejected }
     if (d.accepted !== expected.accepted || d.own !== expected.own || d.rejected !== expected.rejected) {
-      batchFail("Discovery counts each datagram as decodePresence decides", `counted ${JSON.stringify({ accepted: d.accepted, own: d.own, rejected: d.rejected })}, expected ${JSON.stringify(expected)}`)
+      batchFail("Discovery counts each datagram as the rules decide", `counted ${JSON.stringify({ accepted: d.accepted, own: d.own, rejected: d.rejected })}, expected ${JSON.stringify(expected)}`)
     }
     if (sum(d.rejectedByReason) !== d.rejected) batchFail("Discovery: rejections by reason add up", JSON.stringify(d))
+    const replayed = d.rejectedByReason["replayed"] ?? 0
+    if (replayed !== model.counts.replayed) {
+      batchFail("a signed datagram whose stamp is not above its key's last is refused and counted as replayed", `counted ${replayed}, the rules say ${model.counts.replayed}`)
+    }
+    const badSignature = d.rejectedByReason["bad signature"] ?? 0
+    if (badSignature !== model.counts.badSignature) {
+      batchFail("a datagram whose signature is not its key's (fresh stamp) is refused and counted as a bad signature", `counted ${badSignature}, the rules say ${model.counts.badSignature}`)
+    }
+    if ((d.rejectedByReason["rate-limited"] ?? 0) > 0) batchFail("the fuzz node's rate limit never bites", JSON.stringify(d.rejectedByReason))
+
+    // The registry is what the rules make of the datagrams, in the order sent. (Discovery
+    // counts a datagram a moment before the registry has it: a difference gets a moment.)
+    let diffs = registryDiffs(await node.peers())
+    for (let i = 0; i < 5 && diffs.length > 0; i++) {
+      await new Promise((r) => setTimeout(r, 50))
+      diffs = registryDiffs(await node.peers())
+    }
+    for (const x of diffs.slice(0, 8)) batchFail(x.property, x.detail)
+    if (diffs.length > 8) batchFail("the registry holds what the rules make of the announcements", `and ${diffs.length - 8} more names differ`)
+    if (diffs.length > 0) {
+      // Take the node's registry as the model's from here, so one slip is reported once.
+      model.entries.clear()
+      for (const p of await node.peers()) model.entries.set(p.key, modelOf(p))
+    }
 
     // Nothing invalid in the registry, and nothing that was not announced validly.
     for (const p of await node.peers()) {
@@ -347,8 +430,8 @@ export const runFuzz = async (options: FuzzOptions): Promise<FuzzSummary> => {
       const tag = `f${seed.toString(36)}.${index}`
       switch (kind) {
         case "presence": {
-          const d = datagramCase(rng, node.ownId)
-          for (const f of checkDatagram(d.bytes)) fail(index, kind, f, `${d.desc}: ${preview(d.bytes)}`)
+          const d = datagramCase(rng, node.ownId, world, index)
+          for (const g of d.datagrams) for (const f of checkDatagram(g.bytes, g.sigOk)) fail(index, kind, f, `${d.desc}: ${preview(g.bytes)}`)
           break
         }
         case "stream": {
@@ -379,10 +462,12 @@ export const runFuzz = async (options: FuzzOptions): Promise<FuzzSummary> => {
           break
         }
         case "udp": {
-          const d = datagramCase(rng, node.ownId)
-          const bytes = d.bytes.length > MAX_UDP_PAYLOAD ? d.bytes.subarray(0, MAX_UDP_PAYLOAD) : d.bytes
-          for (const f of checkDatagram(bytes)) fail(index, kind, f, `${d.desc}: ${preview(bytes)}`)
-          if (await sendDatagram(bytes)) account(bytes)
+          const d = datagramCase(rng, node.ownId, world, index)
+          for (const [k, g] of d.datagrams.entries()) {
+            const bytes = g.bytes.length > MAX_UDP_PAYLOAD ? g.bytes.subarray(0, MAX_UDP_PAYLOAD) : g.bytes
+            for (const f of checkDatagram(bytes, g.sigOk)) fail(index, kind, f, `${d.desc}: ${preview(bytes)}`)
+            if (await sendDatagram(bytes, g.from)) account(bytes, g.from, `case ${index}${d.datagrams.length > 1 ? `.${k}` : ""} ${d.desc} from ${senders[g.from]!.address}`)
+          }
           networkInBatch++
           break
         }
@@ -419,7 +504,7 @@ export const runFuzz = async (options: FuzzOptions): Promise<FuzzSummary> => {
     await checkNode(batchFirst, indices.at(-1) ?? 0)
   } finally {
     await Promise.allSettled([...inflight])
-    await udp.close()
+    for (const sender of senders) await sender.close()
     await node.close()
   }
   const d = node.discoveryStats()
@@ -436,6 +521,14 @@ export const runFuzz = async (options: FuzzOptions): Promise<FuzzSummary> => {
     secureUnsupported,
     datagrams: udpSent,
     discovery: { received: d.received, accepted: d.accepted, own: d.own, rejected: d.rejected },
+    presence: {
+      replayed: model.counts.replayed,
+      badSignature: model.counts.badSignature,
+      effects: { ...model.effects },
+      peers: model.entries.size,
+      signedPeers: [...model.entries.values()].filter((p) => p.signed).length,
+      sources: new Set(senders.map((x) => x.address)).size
+    },
     historyRows,
     pins: pinCount
   }
@@ -448,7 +541,10 @@ export const formatSummary = (s: FuzzSummary): string => {
     `  cases by kind: ${Object.entries(s.byKind).map(([k, v]) => `${k} ${v}`).join(", ")}`,
     `  connections: ${s.connections} (refused and counted ${s.refused}; predicted good ${s.outcomes["good"] ?? 0}, ` +
     `bad ${s.outcomes["bad"] ?? 0}, unpredictable ${s.outcomes["unknown"] ?? 0})`,
-    `  datagrams: ${s.datagrams} (accepted ${s.discovery.accepted}, own ${s.discovery.own}, rejected ${s.discovery.rejected})`,
+    `  datagrams: ${s.datagrams} (accepted ${s.discovery.accepted}, own ${s.discovery.own}, rejected ${s.discovery.rejected}: ` +
+    `${s.presence.replayed} replayed, ${s.presence.badSignature} bad signatures) from ${s.presence.sources} addresses`,
+    `  registry: ${s.presence.peers} peers (${s.presence.signedPeers} signed) as the rules predict; accepted datagrams did: ` +
+    Object.entries(s.presence.effects).sort().map(([k, v]) => `${k} ${v}`).join(", "),
     `  history rows ${s.historyRows}, pins ${s.pins}`
   ]
   if (s.secureUnsupported > 0) {

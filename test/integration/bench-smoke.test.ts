@@ -20,6 +20,8 @@ const FIGURES = [
   "handshakes-per-second",
   "registry-10k-memory",
   "discovery-latency",
+  "presence-cost",
+  "presence-replay-cost",
   "cold-start-help",
   "idle-rss"
 ]
@@ -30,6 +32,8 @@ const ALWAYS_MEASURED = [
   "concurrent-connections",
   "registry-10k-memory",
   "discovery-latency",
+  "presence-cost",
+  "presence-replay-cost",
   "cold-start-help",
   "idle-rss"
 ]
