@@ -49,3 +49,16 @@ export const nextTransitionAge = (ageMs: number, manualAway: boolean, t: Timers)
 
 /** A classic peer has no key; "classic" stands for its identity. */
 export const identityOf = (id: string | undefined): string => id ?? "classic"
+
+/**
+ * Who keeps a name (protocol: "The peer registry"): a signed announcement takes it from an
+ * unsigned entry and refreshes (or moves) its own signed entry; an unsigned one never
+ * touches a signed entry, never moves a keyed one, and refreshes only the same identity.
+ * The one left out is reported as a conflict.
+ */
+export const decide = (before: Peer, after: Pick<Peer, "id" | "address" | "signed">): "keep" | "take" => {
+  const same = identityOf(before.id) === identityOf(after.id)
+  if (after.signed) return same || !before.signed ? "take" : "keep"
+  if (before.signed || !same) return "keep"
+  return before.id !== undefined && before.address !== after.address ? "keep" : "take"
+}

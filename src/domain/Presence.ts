@@ -88,9 +88,9 @@ export const PublicKeyId = Schema.String.check(
 /** A presence stamp: the sender's wall-clock milliseconds, strictly increasing per sender. */
 export const Stamp = Schema.Number.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }))
 
-/** An XEdDSA signature (64 bytes), base64url without padding. */
+/** An XEdDSA signature (64 bytes), base64url without padding, canonical (the last character's 4 spare bits zero). */
 export const Signature = Schema.String.check(
-  Schema.makeFilter((s: string) => /^[A-Za-z0-9_-]{86}$/.test(s) || "expected a 64-byte signature in base64url")
+  Schema.makeFilter((s: string) => /^[A-Za-z0-9_-]{85}[AQgw]$/.test(s) || "expected a 64-byte signature in base64url")
 )
 
 export const Announcement = Schema.Struct({

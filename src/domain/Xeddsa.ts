@@ -272,8 +272,17 @@ const keyObjectOf = (u: Uint8Array): KeyObject | null => {
   }
 }
 
-/** s as an integer, from the second half of R || s. */
-const scalarOf = (signature: Uint8Array): bigint => fromLE(signature.subarray(32, 64))
+/**
+ * Whether s (the second half of R || s) is below the group order L = 2^252 + ...: at once from
+ * its top byte (below 0x10: s < 2^252; above: s > L), as an integer only at the edge.
+ */
+const canonicalS = (signature: Uint8Array): boolean => {
+  const top = signature[63]!
+  return top < 0x10 || (top === 0x10 && fromLE(signature.subarray(32, 64)) < L)
+}
+
+/** An X25519 public key: its 32 bytes, or its base64url (the `id` presence carries, decoded only on a cache miss). */
+export type PublicKeyInput = Uint8Array | string
 
 /**
  * A verifier of XEdDSA signatures by X25519 public key. Converting and importing a key adds
@@ -285,16 +294,17 @@ const scalarOf = (signature: Uint8Array): bigint => fromLE(signature.subarray(32
  */
 export const makeVerifier = (
   cacheSize = 4096
-): ((x25519Public: Uint8Array, message: Uint8Array, signature: Uint8Array) => boolean) => {
+): ((x25519Public: PublicKeyInput, message: Uint8Array, signature: Uint8Array) => boolean) => {
   const capacity = Math.max(1, Math.floor(cacheSize) || 1)
   const cache = new Map<string, KeyObject | null>()
-  const keyFor = (u: Uint8Array): KeyObject | null => {
-    const id = Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString("base64url")
+  const keyFor = (pub: PublicKeyInput): KeyObject | null => {
+    const id = typeof pub === "string" ? pub : Buffer.from(pub.buffer, pub.byteOffset, pub.byteLength).toString("base64url")
     let key = cache.get(id)
     if (key !== undefined) {
       cache.delete(id)
     } else {
-      key = keyObjectOf(u)
+      const u = typeof pub === "string" ? new Uint8Array(Buffer.from(pub, "base64url")) : pub
+      key = u.byteLength === 32 ? keyObjectOf(u) : null
       if (cache.size >= capacity) cache.delete(cache.keys().next().value!)
     }
     cache.set(id, key)
@@ -303,8 +313,9 @@ export const makeVerifier = (
   return (x25519Public, message, signature) => {
     try {
       if (!(signature instanceof Uint8Array) || signature.byteLength !== 64) return false
-      if (!(message instanceof Uint8Array) || !(x25519Public instanceof Uint8Array)) return false
-      if (x25519Public.byteLength !== 32 || scalarOf(signature) >= L) return false
+      if (!(message instanceof Uint8Array)) return false
+      if (typeof x25519Public !== "string" && !(x25519Public instanceof Uint8Array && x25519Public.byteLength === 32)) return false
+      if (!canonicalS(signature)) return false
       const key = keyFor(x25519Public)
       return key !== null && verify(null, message, key, signature)
     } catch {

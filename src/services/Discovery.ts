@@ -12,7 +12,7 @@ import * as Result from "effect/Result"
 import { decodePresence, type PresenceDatagram, presenceSignedBytes, signedPart } from "../domain/Presence.ts"
 import { makeVerifier } from "../domain/Xeddsa.ts"
 import { Config } from "./Config.ts"
-import { Crypto, idToKey } from "./Crypto.ts"
+import { Crypto } from "./Crypto.ts"
 import { PeerRegistry } from "./PeerRegistry.ts"
 import { PresenceSocket, type Received } from "./PresenceSocket.ts"
 
@@ -92,7 +92,7 @@ export const make: Effect.Effect<Discovery["Service"], never, Config | PresenceS
       const signed = signedPart(datagram)
       if (signed === undefined) return "unsigned"
       if (!(yield* registry.fresh(signed.id, signed.ts))) return "replayed: its stamp is not newer than the last one of its key"
-      const ok = verify(idToKey(signed.id), presenceSignedBytes(datagram), Buffer.from(signed.sig, "base64url"))
+      const ok = verify(signed.id, presenceSignedBytes(datagram), Buffer.from(signed.sig, "base64url"))
       return ok ? "signed" : "bad signature: not signed by the key it announces"
     })
 

@@ -12,7 +12,7 @@ import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { identityOf, livenessAt, nextTransitionAge, type Peer, type Timers } from "../domain/Peer.ts"
+import { decide, identityOf, livenessAt, nextTransitionAge, type Peer, type Timers } from "../domain/Peer.ts"
 import { type Announcement, type Bye, isP2pchat, usernameKey } from "../domain/Presence.ts"
 import { confusableKeys } from "../domain/Confusables.ts"
 import { fingerprintOfId } from "../domain/Fingerprint.ts"
@@ -95,8 +95,11 @@ interface Table {
 /** The fields an announcement sets, on a new entry and on a known one alike. */
 type Fields = Omit<Peer, "firstSeen" | "conflict">
 
-/** At most this many stamps are remembered; the oldest go first. */
-const MAX_STAMPS = 8192
+/**
+ * At least this many stamps are remembered (twice the registry's size if that is more);
+ * the least recently refreshed go first, and a live peer refreshes its own every interval.
+ */
+const MIN_STAMPS = 8192
 
 const monotonicMillis = Effect.map(Clock.monotonicTimeNanos, (n) => Number(n / 1_000_000n))
 
@@ -241,7 +244,9 @@ const hear = (
     address,
     port: a.port ?? 6001,
     udpPort,
-    proto: isP2pchat(a.proto) ? "p2pchat/1" : "classic",
+    // `proto` is not signed; a signature is: only a p2pchat node signs, so a signed
+    // announcement cannot be made to pass for a classic peer's (a downgrade).
+    proto: signed || isP2pchat(a.proto) ? "p2pchat/1" : "classic",
     id: a.id,
     manualAway,
     lastSeen: wall,
@@ -251,19 +256,6 @@ const hear = (
   const entry = table.entries.get(key)
   if (entry === undefined) return admit(table, fields, now)
   return decide(entry.peer, fields) === "keep" ? conflict(table, entry, fields) : refresh(table, entry, fields, now)
-}
-
-/**
- * Who keeps a name (protocol: "Signed presence"): a signed announcement takes it from an
- * unsigned entry and refreshes (or moves) its own signed entry; an unsigned one never
- * touches a signed entry, never moves a keyed one, and refreshes only the same identity.
- * The one left out is reported as a conflict.
- */
-export const decide = (before: Peer, after: Pick<Peer, "id" | "address" | "signed">): "keep" | "take" => {
-  const same = identityOf(before.id) === identityOf(after.id)
-  if (after.signed) return same || !before.signed ? "take" : "keep"
-  if (before.signed || !same) return "keep"
-  return before.id !== undefined && before.address !== after.address ? "keep" : "take"
 }
 
 /**
@@ -289,7 +281,7 @@ const isFresh = (table: Table, id: string, ts: number, now: number): boolean => 
 /** Remembers the stamp of an accepted signed datagram. */
 const remember = (table: Table, id: string, ts: number, now: number): void => {
   table.stamps.delete(id)
-  if (table.stamps.size >= MAX_STAMPS) table.stamps.delete(table.stamps.keys().next().value!)
+  if (table.stamps.size >= Math.max(MIN_STAMPS, 2 * table.limits.maxPeers)) table.stamps.delete(table.stamps.keys().next().value!)
   table.stamps.set(id, { ts, at: now })
 }
 
@@ -320,13 +312,17 @@ export const make: Effect.Effect<PeerRegistry["Service"], never, Config | Scope.
       Effect.gen(function*() {
         const now = yield* monotonicMillis
         const wall = new Date(yield* Clock.currentTimeMillis)
-        if (signed) remember(table, a.id!, a.ts!, now)
-        return hear(table, a, { address, udpPort, signed }, now, wall)
+        const result = hear(table, a, { address, udpPort, signed }, now, wall)
+        // Only a stamp that changed the registry is kept: refused claims (a full registry,
+        // another key's name) cannot crowd real peers' stamps out of the memory.
+        if (signed && (result === "new" || result === "known")) remember(table, a.id!, a.ts!, now)
+        return result
       }),
     bye: (b, address, signed = false) =>
       Effect.map(monotonicMillis, (now) => {
-        if (signed) remember(table, b.id!, b.ts!, now)
-        return leave(table, b, address, signed)
+        const left = leave(table, b, address, signed)
+        if (signed && left) remember(table, b.id!, b.ts!, now)
+        return left
       }),
     fresh: (id, ts) => Effect.map(monotonicMillis, (now) => isFresh(table, id, ts, now)),
     list: Effect.map(current, (m) => [...m.values()].map((e) => e.peer).sort((x, y) => x.key.localeCompare(y.key))),
