@@ -42,3 +42,37 @@ export const looksAlike = (a: string, b: string): boolean => {
 /** `name` with every character outside printable ASCII shown as U+XXXX after it: what makes a look-alike. */
 export const spelledOut = (name: string): string =>
   [...name].map((c) => /^[\x20-\x7e]$/.test(c) ? c : `${c}(${codePointLabel(c)})`).join("")
+
+/**
+ * Names filed by their confusable keys, so that the look-alikes of a name are found without
+ * comparing it with every known one. Each name is filed under the key it is known by
+ * (its usernameKey).
+ */
+export class LookIndex {
+  private readonly byLook = new Map<string, Set<string>>()
+
+  add(name: string): void {
+    const key = usernameKey(name)
+    for (const look of confusableKeys(name)) {
+      const keys = this.byLook.get(look)
+      if (keys === undefined) this.byLook.set(look, new Set([key]))
+      else keys.add(key)
+    }
+  }
+
+  remove(name: string): void {
+    const key = usernameKey(name)
+    for (const look of confusableKeys(name)) {
+      const keys = this.byLook.get(look)
+      keys?.delete(key)
+      if (keys?.size === 0) this.byLook.delete(look)
+    }
+  }
+
+  /** The keys of the filed names that look like `name`, not `name`'s own. */
+  find(name: string): ReadonlyArray<string> {
+    const found = new Set(confusableKeys(name).flatMap((look) => [...(this.byLook.get(look) ?? [])]))
+    found.delete(usernameKey(name))
+    return [...found]
+  }
+}

@@ -14,7 +14,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { decide, identityOf, livenessAt, nextTransitionAge, type Peer, type Timers } from "../domain/Peer.ts"
 import { type Announcement, type Bye, isP2pchat, usernameKey } from "../domain/Presence.ts"
-import { confusableKeys } from "../domain/Confusables.ts"
+import { LookIndex } from "../domain/Confusables.ts"
 import { fingerprintOfId } from "../domain/Fingerprint.ts"
 import { Config, type NodeConfig } from "./Config.ts"
 import { Events, type UiEvent } from "./Events.ts"
@@ -83,8 +83,8 @@ interface Table {
   readonly entries: Map<string, Entry>
   /** Names per source address: one host cannot fill the registry and push real peers out. */
   readonly namesAt: Map<string, number>
-  /** Registry keys by confusable key (Confusables.ts): look-alikes without a scan. */
-  readonly looks: Map<string, Set<string>>
+  /** The names by confusable key (Confusables.ts): look-alikes without a scan. */
+  readonly looks: LookIndex
   /** The last stamp accepted from each key, and when (monotonic ms); kept past the entry. */
   readonly stamps: Map<string, { ts: number; at: number }>
   rejectedFull: number
@@ -103,20 +103,6 @@ const MIN_STAMPS = 8192
 
 const monotonicMillis = Effect.map(Clock.monotonicTimeNanos, (n) => Number(n / 1_000_000n))
 
-/** Files (or unfiles) an entry under its confusable keys. */
-const indexLooks = (table: Table, peer: Peer, add: boolean): void => {
-  for (const look of confusableKeys(peer.username)) {
-    const keys = table.looks.get(look)
-    if (add) {
-      if (keys === undefined) table.looks.set(look, new Set([peer.key]))
-      else keys.add(peer.key)
-    } else if (keys !== undefined) {
-      keys.delete(peer.key)
-      if (keys.size === 0) table.looks.delete(look)
-    }
-  }
-}
-
 const countAt = (table: Table, address: string, delta: number): void => {
   const n = (table.namesAt.get(address) ?? 0) + delta
   if (n <= 0) table.namesAt.delete(address)
@@ -127,7 +113,7 @@ const countAt = (table: Table, address: string, delta: number): void => {
 const remove = (table: Table, key: string, entry: Entry, why: "Expired" | "Left"): void => {
   table.entries.delete(key)
   countAt(table, entry.peer.address, -1)
-  indexLooks(table, entry.peer, false)
+  table.looks.remove(entry.peer.username)
   table.emit({ _tag: why, peer: entry.peer })
 }
 
@@ -178,7 +164,7 @@ const admit = (table: Table, fields: Fields, now: number): Heard => {
   const peer: Peer = { ...fields, firstSeen: fields.lastSeen, conflict: undefined }
   table.entries.set(fields.key, { peer, seenAt: now })
   countAt(table, fields.address, 1)
-  indexLooks(table, peer, true)
+  table.looks.add(peer.username)
   table.emit({ _tag: "Appeared", peer })
   return "new"
 }
@@ -211,8 +197,8 @@ const refresh = (table: Table, entry: Entry, fields: Fields, now: number): Heard
     countAt(table, fields.address, 1)
   }
   if (before.username !== fields.username) {
-    indexLooks(table, before, false)
-    indexLooks(table, entry.peer, true)
+    table.looks.remove(before.username)
+    table.looks.add(entry.peer.username)
   }
   if (before.address !== fields.address || before.port !== entry.peer.port || before.id !== entry.peer.id) {
     table.emit({ _tag: "Moved", peer: entry.peer, from: `${before.address}:${before.port}` })
@@ -296,7 +282,7 @@ export const make: Effect.Effect<PeerRegistry["Service"], never, Config | Scope.
     emit: (change) => PubSub.publishUnsafe(hub, change),
     entries: new Map(),
     namesAt: new Map(),
-    looks: new Map(),
+    looks: new LookIndex(),
     stamps: new Map(),
     rejectedFull: 0,
     rejectedAddressFull: 0,
@@ -333,11 +319,7 @@ export const make: Effect.Effect<PeerRegistry["Service"], never, Config | Scope.
         return Option.none()
       }),
     lookAlikes: (name) =>
-      Effect.map(current, (m) => {
-        const keys = new Set(confusableKeys(name).flatMap((look) => [...(table.looks.get(look) ?? [])]))
-        keys.delete(usernameKey(name))
-        return [...keys].flatMap((k) => m.get(k)?.peer ?? [])
-      }),
+      Effect.map(current, (m) => table.looks.find(name).flatMap((k) => m.get(k)?.peer ?? [])),
     stats: Effect.sync(() => ({
       peers: table.entries.size,
       rejectedFull: table.rejectedFull,

@@ -24,7 +24,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { looksAlike } from "../domain/Confusables.ts"
+import { LookIndex } from "../domain/Confusables.ts"
 import { fingerprint, fingerprintMatches, parseFingerprint } from "../domain/Fingerprint.ts"
 import type { Peer } from "../domain/Peer.ts"
 import { usernameKey } from "../domain/Presence.ts"
@@ -167,9 +167,21 @@ export const make = Effect.gen(function*() {
   const history = yield* History
   const withHistory = <A, E>(effect: Effect.Effect<A, E, History>) => Effect.provideService(effect, History, history)
 
+  // The pinned names by confusable key: read from the pins once, then kept up to date with
+  // the pins this node makes (a pin made by another process on the data dir is seen at the
+  // next start: it only ever costs a look-alike warning).
+  const looks = new LookIndex()
+  const pinnedLooks = yield* Effect.cached(Effect.map(history.pins(), (pins) => {
+    for (const p of pins) looks.add(p.username)
+    return looks
+  }))
+  const filed = (username: string) => Effect.ignore(Effect.map(pinnedLooks, (index) => index.add(username)))
+
   const verifySession = (peer: Authenticated) =>
-    Effect.map(withHistory(checkTrust(peer.username, peer.key)), (result) =>
-      result._tag === "Changed" ? Option.some(keyChanged(peer.username, peer.key, result)) : Option.none())
+    Effect.map(
+      withHistory(checkTrust(peer.username, peer.key)).pipe(Effect.tap((r) => r._tag === "FirstUse" ? filed(peer.username) : Effect.void)),
+      (result) => result._tag === "Changed" ? Option.some(keyChanged(peer.username, peer.key, result)) : Option.none()
+    )
 
   const trustPeer = (username: string, fingerprintText: string) =>
     Effect.gen(function*() {
@@ -192,6 +204,7 @@ export const make = Effect.gen(function*() {
       }
       const key = matching[0]!
       yield* withHistory(trust(name, key))
+      yield* filed(name)
       if (presented !== undefined && sameBytes(presented, key)) yield* history.setPresentedKey(name, undefined, yield* now)
       return fingerprint(key)
     }).pipe(
@@ -213,8 +226,7 @@ export const make = Effect.gen(function*() {
     trustPeer,
     pinnedMismatch,
     pinned: (username) => history.getPin(usernameKey(username)),
-    pinnedLookAlikes: (username) =>
-      Effect.map(history.pins(), (pins) => pins.map((p) => p.username).filter((name) => looksAlike(username, name))),
+    pinnedLookAlikes: (username) => Effect.map(pinnedLooks, (index) => index.find(username)),
     presented: (username) => history.presentedKey(usernameKey(username))
   })
 })
