@@ -2,7 +2,8 @@
  * Announces this node's user (PROTOCOL.md 1): at once, then on the interval, to the
  * broadcast address of every interface and to every configured target; answers a
  * newcomer at once by unicast (at most once per sender per interval); says bye on a
- * clean shutdown.
+ * clean shutdown. It sends from the PresenceSocket it is given: the presence port in a
+ * whole node, a port of its own in `announce` alone.
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -17,7 +18,7 @@ import { encodeAnnouncement, encodeBye } from "../domain/Presence.ts"
 import { Config } from "./Config.ts"
 import { Crypto } from "./Crypto.ts"
 import { PeerRegistry } from "./PeerRegistry.ts"
-import { broadcastAddresses, PresenceSocket } from "./PresenceSocket.ts"
+import { broadcastAddresses, isOwnAddress, PresenceSocket } from "./PresenceSocket.ts"
 
 export class Announcer extends Context.Service<Announcer, {
   readonly setAway: (away: boolean) => Effect.Effect<void>
@@ -53,6 +54,18 @@ export const make: Effect.Effect<Announcer["Service"], never, Config | PresenceS
 
   yield* Effect.forkScoped(announceNow.pipe(Effect.repeat(Schedule.spaced(config.announceEveryMs))))
 
+  // Where a newcomer at `address` listens (PROTOCOL.md 1.3). A p2pchat node announces from
+  // its presence socket: the source port. A classic announcer, and p2pchat's `announce`
+  // alone, send from a throwaway port, and whoever listens beside them (PeerDiscover.py,
+  // `p2pchat discover`) is on the well-known presence port: so that port too, unless the
+  // source port is it, or it is this node's own socket.
+  const presencePort = config.udpPort || socket.port
+  const answerPorts = (address: string, udpPort: number, proto: string): ReadonlyArray<number> => {
+    const wellKnown = isOwnAddress(config.bind, address) ? [] : [presencePort]
+    if (proto !== "p2pchat/1") return wellKnown
+    return udpPort === presencePort ? [udpPort] : [udpPort, ...wellKnown]
+  }
+
   // Answer newcomers by unicast, so they see us within a second instead of an interval.
   const registry = yield* Effect.serviceOption(PeerRegistry)
   if (Option.isSome(registry)) {
@@ -67,10 +80,8 @@ export const make: Effect.Effect<Announcer["Service"], never, Config | PresenceS
         if (last !== undefined && now - last < BigInt(config.announceEveryMs) * 1_000_000n) return
         if (lastAnswered.size > 4 * config.maxPeers) lastAnswered.clear()
         lastAnswered.set(address, now)
-        // A p2pchat peer announces from its presence socket; a classic one from a
-        // throwaway socket, so it listens on the well-known port instead.
-        const port = proto === "p2pchat/1" ? udpPort : config.udpPort || socket.port
-        yield* socket.send(yield* payload, address, port)
+        const text = yield* payload
+        yield* Effect.forEach(answerPorts(address, udpPort, proto), (port) => socket.send(text, address, port), { discard: true })
       })))
   }
 

@@ -84,7 +84,7 @@ export const startFuzzNode = async (opts: {
     Logger.layer([capture]),
     Layer.succeed(References.MinimumLogLevel, "Warn")
   )
-  // As respondRole: the responder, with discovery listening so classic senders get names.
+  // The responder with discovery listening beside it in one process (as `start` has them), so classic senders get names.
   const layer = Layer.mergeAll(chatSide(receiving), Discovery.layer).pipe(
     Layer.provideMerge(PeerRegistry.layer),
     Layer.provideMerge(PresenceSocket.layer),
