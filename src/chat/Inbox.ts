@@ -84,7 +84,10 @@ export const make = Effect.gen(function*() {
       if (!stored.value) return yield* stats.add("duplicates")
       yield* stats.add("received")
       const verified = r.mode === "noise" ? { verified: yield* history.isVerified(sender.key).pipe(Effect.orElseSucceed(() => false)) } : {}
-      yield* events.publish({ event: "message", id, from: sender.name, text, mode: r.mode, at: at.toISOString(), ...verified })
+      // The sender's clock, as its frame says (secure frames carry it): shown beside the arrival.
+      const sentAt = Date.parse(r.inner.sentAt)
+      const sent = Number.isFinite(sentAt) ? { sentAt: new Date(sentAt).toISOString() } : {}
+      yield* events.publish({ event: "message", id, from: sender.name, text, mode: r.mode, at: at.toISOString(), ...sent, ...verified })
     })
 
   const ack: Handler<"ack"> = (inbound) =>

@@ -28,6 +28,8 @@ export type UiEvent =
     readonly text: string
     readonly mode: string
     readonly at: string
+    /** When the sender says it sent it (ISO 8601), when its frame says so: secure messages. */
+    readonly sentAt?: string
     /** Secure messages only: whether the user verified the sender's pinned key (`trust`). */
     readonly verified?: boolean
   }

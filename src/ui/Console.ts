@@ -1,265 +1,183 @@
 /**
- * The interactive console (CLI.md "The console"): the original's words first (users,
- * chat, history), then msg, away/back, whoami, verify, trust, help, quit. Incoming
- * events print above the line being typed without garbling it. When standard input is
- * not a terminal, the same commands are read one per line, without prompts.
+ * The interactive console (cli.md "The console"): the original's words (users, chat,
+ * history, msg, ...) with or without a slash, a current conversation that plain lines go
+ * to, and the node's events printed as they happen, above the line being typed.
+ *
+ * On a terminal (stdin and stdout, without --json): a line editor with Tab completion,
+ * colour, a bell and an unread count for messages outside the current conversation;
+ * Ctrl-C clears the line, Ctrl-D leaves. Otherwise it reads a script: commands one a line
+ * until the end of input, then waits (at most SETTLE_MS) for the sends it started, and
+ * fails when any command failed. A standard input that is a device but no terminal
+ * (/dev/null) is no script: the console only prints (`start` then serves until stopped).
  */
+import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
-import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as readline from "node:readline"
-import { CLASSIC_WARNING } from "../domain/Classic.ts"
-import { fingerprint } from "../domain/Fingerprint.ts"
+import * as fs from "node:fs"
 import { usernameKey } from "../domain/Presence.ts"
 import { Announcer } from "../services/Announcer.ts"
 import { Config } from "../services/Config.ts"
-import { Crypto, idToKey } from "../services/Crypto.ts"
-import { Events } from "../services/Events.ts"
+import { Crypto } from "../services/Crypto.ts"
+import { Events, type UiEvent } from "../services/Events.ts"
 import { History } from "../services/History.ts"
 import { Initiator } from "../chat/Initiator.ts"
-import { type Mode, MODE_WORD } from "../domain/Mode.ts"
 import { PeerRegistry } from "../services/PeerRegistry.ts"
-import { peerView } from "../services/PeerSnapshot.ts"
-import { Trust, trustChoices } from "../trust/Trust.ts"
-import { clean, historyLine, peerLine, render, toJson, withVerified } from "./render.ts"
+import { Trust } from "../trust/Trust.ts"
+import * as Commands from "./commands.ts"
+import { flushLogs, sawEvent } from "./ConsoleLog.ts"
+import { type Ctx, isKnown, makeState, type Services } from "./context.ts"
+import * as Talk from "./conversation.ts"
+import { type Editor, type Input, makeEditor } from "./LineEditor.ts"
+import { makeOutput, type Output } from "./Output.ts"
+import { complete, type Parsed, parse, restAfter } from "./parse.ts"
+import { messageHead } from "./render.ts"
+import { screen } from "./Screen.ts"
+import { makeSends } from "./Sends.ts"
+import { colourWanted, tone } from "./style.ts"
+import { dayLine, parseTime, zone } from "./time.ts"
 
-/** How the console ended: the user quit, or its input ended. */
+/** How the console ended: the user left (or a script ended), or there was no input to read. */
 export type ConsoleEnd = "quit" | "eof"
 
-const HELP = `commands:
-  users                 who is on the LAN, with status
-  chat [USER]           chat with USER (asks for the user, then secure or unsecure)
-  msg USER TEXT         send one message (secure when the peer can)
-  history [USER]        the conversation with USER, or all
-  away / back           tell the others you are away, or back
-  whoami                your name and fingerprint
-  verify USER           both fingerprints, to compare aloud with USER
-  trust USER FPRINT     accept USER's key with the fingerprint you compared (trust USER shows them)
-  help                  this list
-  quit                  leave`
+/** A script's command failed: the console's exit is a failure (exit 1). */
+export class ConsoleFailed extends Data.TaggedError("ConsoleFailed")<{ readonly message: string }> {}
 
-interface LineIO {
-  /** The next line, or none at the end of input. Shows `prompt` on a terminal. */
-  readonly ask: (prompt: string) => Effect.Effect<Option.Option<string>>
-  /** Prints one line above the line being typed, then redraws it; sanitised (`clean`) here. */
-  readonly print: (line: string) => Effect.Effect<void>
-}
+/** How long a script's end waits for the sends it started; on a terminal, leaving waits less. */
+export const SETTLE_MS = 10_000
+const LEAVE_SETTLE_MS = 5_000
 
-const makeLineIO = (interactive: boolean): Effect.Effect<LineIO, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const lines = yield* Queue.unbounded<string | null>()
-    const rl = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        readline.createInterface({
-          input: process.stdin,
-          ...(interactive ? { output: process.stdout, terminal: true } : { terminal: false })
-        })
-      ),
-      (rl) => Effect.sync(() => rl.close())
-    )
-    rl.on("line", (line) => Queue.offerUnsafe(lines, line))
-    rl.on("close", () => Queue.offerUnsafe(lines, null))
-    let prompting = false
-    return {
-      ask: (prompt) =>
-        Effect.gen(function*() {
-          if (interactive) {
-            rl.setPrompt(clean(prompt))
-            rl.prompt()
-            prompting = true
-          }
-          const line = yield* Queue.take(lines)
-          prompting = false
-          return line === null ? Option.none() : Option.some(line)
-        }),
-      print: (line) =>
-        Effect.sync(() => {
-          // The one way out to the terminal: whatever a peer chose is escaped here.
-          const text = clean(line)
-          if (interactive && prompting) {
-            readline.clearLine(process.stdout, 0)
-            readline.cursorTo(process.stdout, 0)
-            process.stdout.write(`${text}\n`)
-            rl.prompt(true)
-          } else {
-            process.stdout.write(`${text}\n`)
-          }
-        })
-    }
-  })
-
-/** What the commands work with: the node's services and the console's line I/O. */
-interface Ctx {
-  readonly config: Config["Service"]
-  readonly registry: PeerRegistry["Service"]
-  readonly history: History["Service"]
-  readonly initiator: Initiator["Service"]
-  readonly trust: Trust["Service"]
-  readonly identity: Crypto["Service"]["identity"]
-  readonly announcer: Option.Option<Announcer["Service"]>
-  readonly io: LineIO
-  readonly say: (text: string) => Effect.Effect<void>
-}
-
-const send = (ctx: Ctx, user: string, text: string, mode: Mode | undefined) =>
-  ctx.initiator.send(user, text, mode).pipe(
-    Effect.flatMap((r) =>
-      r.state === "sent" ? ctx.say(`  sent to ${r.peer} (classic peers do not confirm delivery)`) : Effect.void
-    ),
-    Effect.catch((e) => ctx.say(`! not delivered: ${e.message}`))
-  )
-
-const askLine = (ctx: Ctx, prompt: string) => Effect.map(ctx.io.ask(prompt), Option.map((s) => s.trim()))
-
-/** Asks until the answer is secure (the default) or unsecure; none when input ends. */
-const askSecure = (ctx: Ctx): Effect.Effect<Option.Option<boolean>> =>
-  Effect.gen(function*() {
-    for (;;) {
-      const answer = yield* askLine(ctx, "secure or unsecure? ")
-      if (Option.isNone(answer)) return Option.none()
-      const a = answer.value.toLowerCase()
-      if (a === "secure" || a === "") return Option.some(true)
-      if (a === "unsecure") return Option.some(false)
-      yield* ctx.say("please answer secure or unsecure")
-    }
-  })
-
-/** The original's chat: asks for the user and the mode, then sends each line until an empty one. */
-const chat = (ctx: Ctx, userArg: string | undefined) =>
-  Effect.gen(function*() {
-    const user = userArg ?? Option.getOrUndefined(yield* askLine(ctx, "Enter the username: "))
-    if (user === undefined || user === "") return
-    const peer = yield* ctx.registry.lookup(user)
-    if (Option.isNone(peer)) return yield* ctx.say(`! no user '${user}' is online; 'users' lists who is`)
-    const secure = yield* askSecure(ctx)
-    if (Option.isNone(secure)) return
-    const classicPeer = peer.value.proto === "classic"
-    const mode: Mode = !secure.value ? "plain" : classicPeer ? "classic-3des" : "noise"
-    if (mode === "classic-3des") yield* ctx.say(`! ${CLASSIC_WARNING}`)
-    if (mode === "plain") yield* ctx.say("! unsecure: the messages cross the LAN unencrypted")
-    yield* ctx.say(`chatting with ${peer.value.username} (${MODE_WORD[mode]}); an empty line ends the chat`)
-    for (;;) {
-      const text = yield* ctx.io.ask(`${peer.value.username}> `)
-      if (Option.isNone(text) || text.value.trim() === "") break
-      yield* send(ctx, peer.value.username, text.value, mode)
-    }
-    yield* ctx.initiator.close(peer.value.username)
-  })
-
-const showUsers = (ctx: Ctx) =>
-  Effect.gen(function*() {
-    const list = yield* ctx.registry.list
-    if (ctx.config.json) yield* ctx.say(toJson(list.map(peerView)))
-    else if (list.length === 0) yield* ctx.say("nobody else is here yet")
-    else yield* Effect.forEach(list, (p) => ctx.say(peerLine(peerView(p))), { discard: true })
-  })
-
-const showHistory = (ctx: Ctx, user: string | undefined) =>
-  Effect.gen(function*() {
-    const verified = new Set((yield* ctx.history.pins()).filter((p) => p.verified).map((p) => p.username))
-    return withVerified(yield* ctx.history.conversation(user === undefined ? undefined : usernameKey(user)), verified)
-  }).pipe(
-    Effect.flatMap((entries) =>
-      ctx.config.json
-        ? ctx.say(toJson(entries))
-        : entries.length === 0
-        ? ctx.say(user === undefined ? "no messages yet" : `no messages with ${user} yet`)
-        : Effect.forEach(entries, (h) => ctx.say(historyLine(h)), { discard: true })
-    ),
-    Effect.catch((e) => ctx.say(`! ${e.message}`))
-  )
-
-/** Both fingerprints, and any other key the peer announced or presented, to compare aloud. */
-const verify = (ctx: Ctx, user: string) =>
-  Effect.gen(function*() {
-    const { history, say } = ctx
-    yield* say(`your fingerprint:     ${ctx.identity.fingerprint}`)
-    const pin = yield* history.getPin(usernameKey(user)).pipe(Effect.orElseSucceed(() => Option.none<Uint8Array>()))
-    const peer = yield* ctx.registry.lookup(user)
-    if (Option.isSome(pin)) {
-      const verified = yield* history.isVerified(usernameKey(user)).pipe(Effect.orElseSucceed(() => false))
-      yield* say(`${user}'s pinned key:  ${fingerprint(pin.value)}  (${verified ? "verified by you" : `NOT verified yet: compare it with ${user}, then \`trust ${user} FINGERPRINT\``})`)
-    }
-    const announced = Option.isSome(peer) ? peer.value.id : undefined
-    if (announced !== undefined && (Option.isNone(pin) || fingerprint(pin.value) !== fingerprint(idToKey(announced)))) {
-      yield* say(`${user} announces:     ${fingerprint(idToKey(announced))}${Option.isSome(pin) ? "  (DIFFERENT from the pinned key)" : ""}`)
-    }
-    const presented = yield* history.presentedKey(usernameKey(user)).pipe(Effect.orElseSucceed(() => Option.none<Uint8Array>()))
-    if (Option.isSome(presented)) {
-      yield* say(`${user} presented:    ${fingerprint(presented.value)}  (in a refused session; \`trust ${user} FINGERPRINT\` accepts it once compared)`)
-    }
-    if (Option.isNone(pin) && announced === undefined) yield* say(`no key known for ${user} yet (no secure session, no announced id)`)
-  })
-
-/** `trust USER FINGERPRINT`; without the fingerprint, the ones to compare (nothing is pinned). */
-const trust = (ctx: Ctx, user: string, typed: string) =>
-  Effect.gen(function*() {
-    if (typed === "") {
-      const lines = trustChoices(user, yield* ctx.trust.pinned(user), yield* ctx.trust.presented(user))
-      return yield* Effect.forEach(lines, ctx.say, { discard: true })
-    }
-    const trusted = yield* ctx.trust.trustPeer(user, typed)
-    yield* ctx.say(`trusted ${user}'s key ${trusted}`)
-    // Messages that waited for this decision go now.
-    yield* Effect.forkScoped(ctx.initiator.retryPending(user))
-  }).pipe(Effect.catch((e) => ctx.say(`! ${e.message}`)))
-
-const setAway = (ctx: Ctx, away: boolean) =>
-  Option.isSome(ctx.announcer)
-    ? ctx.announcer.value.setAway(away).pipe(Effect.andThen(ctx.say(away ? "you are away" : "you are back")))
-    : ctx.say("! away/back need a running announcer (p2pchat start)")
-
-const whoami = (ctx: Ctx) => {
-  const { config } = ctx
-  return ctx.say(
-    `${config.name ?? "(no name)"}  fingerprint ${ctx.identity.fingerprint}  UDP ${config.udpPort} TCP ${config.tcpPort}  data ${config.dataDir}`
-  )
-}
-
-/** Runs one command line; says how the console ends, if it does. */
-const dispatch = (ctx: Ctx, line: string): Effect.Effect<ConsoleEnd | undefined, never, Scope.Scope> => {
-  const [word = "", ...rest] = line.trim().split(/\s+/)
-  const arg = rest[0]
-  const run = (command: Effect.Effect<void, never, Scope.Scope>) => Effect.as(command, undefined)
-  switch (word.toLowerCase()) {
-    case "":
-      return Effect.succeed(undefined)
-    case "users":
-      return run(showUsers(ctx))
-    case "chat":
-      return run(chat(ctx, arg))
-    case "msg": {
-      const text = line.trim().replace(/^\S+\s+\S+\s?/, "")
-      return run(arg === undefined || text === "" ? ctx.say("usage: msg USER TEXT") : send(ctx, arg, text, undefined))
-    }
-    case "history":
-      return run(showHistory(ctx, arg))
-    case "away":
-    case "back":
-      return run(setAway(ctx, word.toLowerCase() === "away"))
-    case "whoami":
-      return run(whoami(ctx))
-    case "verify":
-      return run(arg === undefined ? ctx.say("usage: verify USER") : verify(ctx, arg))
-    case "trust":
-      return run(arg === undefined ? ctx.say("usage: trust USER FINGERPRINT") : trust(ctx, arg, rest.slice(1).join(" ")))
-    case "help":
-      return run(Effect.forEach(HELP.split("\n"), ctx.say, { discard: true }))
-    case "quit":
-    case "exit":
-      return Effect.succeed("quit")
-    default:
-      return run(ctx.say(`unknown command '${word}'; 'help' lists them`))
+/** Whether standard input is a device that is not a terminal (/dev/null), or closed. */
+const noInput = (): boolean => {
+  if (process.stdin.isTTY === true) return false
+  try {
+    return fs.fstatSync(0).isCharacterDevice()
+  } catch {
+    return true
   }
 }
 
-export const runConsole = Effect.gen(function*() {
-  const config = yield* Config
-  const events = yield* Events
-  const services = {
-    config,
+/** What an event does to the console: the names it knows, unread messages, the bell; then its line. */
+const onEvent = (ctx: Ctx, e: UiEvent): void => {
+  const { state, out } = ctx
+  switch (e.event) {
+    case "message": {
+      const at = parseTime(e.at) ?? new Date()
+      out.dayOf(at)
+      out.event(e, Talk.messageLines(messageHead(e), e.text))
+      const key = usernameKey(e.from)
+      if (!ctx.editor.interactive || state.current?.key === key) return
+      state.unread.set(key, { name: e.from, count: (state.unread.get(key)?.count ?? 0) + 1 })
+      screen.bell()
+      return Talk.refreshPrompt(ctx)
+    }
+    case "peer":
+      if (e.status === "online" || e.status === "away") state.names.set(usernameKey(e.username), e.username)
+      return out.event(e)
+    case "warning":
+      sawEvent(e.message)
+      // in a conversation, a warning is said once, not with each message
+      if (state.current !== undefined && state.warned.has(e.message)) return
+      if (state.current !== undefined) state.warned.add(e.message)
+      return out.event(e)
+    case "error":
+    case "info":
+      sawEvent(e.message)
+      return out.event(e)
+    default:
+      return out.event(e)
+  }
+}
+
+/** Runs one command; true when it says to leave. */
+const dispatch = (ctx: Ctx, p: Extract<Parsed, { readonly _tag: "command" }>): Effect.Effect<boolean> => {
+  const user = p.args[0]?.text
+  const run = (command: Effect.Effect<void>) => Effect.as(command, false)
+  const usage = (text: string) => run(Effect.sync(() => ctx.out.usage(text)))
+  switch (p.name) {
+    case "users":
+      return run(Commands.showUsers(ctx))
+    case "chat":
+      return run(Talk.chat(ctx, p.args))
+    case "msg":
+      return run(Talk.msg(ctx, p.line, p.ws))
+    case "say":
+      return run(Talk.sayHere(ctx, restAfter(p.line, p.ws, 0)))
+    case "history":
+      return run(Commands.showHistory(ctx, user === "--all" ? undefined : user ?? ctx.state.current?.name))
+    case "away":
+    case "back":
+      return run(Commands.setAway(ctx, p.name === "away"))
+    case "whoami":
+      return run(Commands.whoami(ctx))
+    case "verify":
+      return user === undefined ? usage("verify USER") : run(Commands.verify(ctx, user))
+    case "trust":
+      return user === undefined ? usage("trust USER FINGERPRINT") : run(Commands.trust(ctx, user, p.args.slice(1).map((w) => w.text).join(" ")))
+    case "help":
+      return run(Commands.help(ctx))
+    case "quit":
+    case "exit":
+      return Effect.succeed(true)
+  }
+}
+
+/** One line typed (or read from a script); true when it says to leave. */
+const onLine = (ctx: Ctx, input: Extract<Input, { readonly _tag: "line" }>): Effect.Effect<boolean> =>
+  Effect.gen(function*() {
+    if (yield* Talk.answered(ctx, input)) return false
+    const parsed = parse(input.text, ctx.state.current !== undefined, (name) => isKnown(ctx.state, name))
+    // what becomes a message is shown as one (echoSent); anything else as it was typed
+    const sends = parsed._tag === "text" ||
+      (parsed._tag === "command" && ((parsed.name === "msg" && parsed.args.length > 0 && restAfter(parsed.line, parsed.ws, 1).trim() !== "") ||
+        (parsed.name === "say" && restAfter(parsed.line, parsed.ws, 0).trim() !== "")))
+    if (!sends) Talk.echoTyped(ctx, input)
+    // A script's commands run in order: one that is not a message waits for the messages before it.
+    if (!sends && !ctx.editor.interactive && ctx.sends.underWay() > 0) yield* ctx.sends.settle(SETTLE_MS)
+    switch (parsed._tag) {
+      case "empty":
+        return yield* Effect.as(Talk.leave(ctx), false)
+      case "text":
+        return yield* Effect.as(Talk.sayHere(ctx, parsed.text), false)
+      case "unknown":
+        ctx.out.fail(`unknown command '${parsed.word}'; 'help' lists them`)
+        return false
+      case "command":
+        return yield* dispatch(ctx, parsed)
+    }
+  })
+
+/** Reads and runs until the user leaves or the input ends. */
+const loop = (ctx: Ctx) =>
+  Effect.gen(function*() {
+    for (;;) {
+      const input = yield* ctx.editor.next
+      if (input._tag === "end") return
+      if (input._tag === "paste") yield* Talk.paste(ctx, input.text)
+      else if (yield* onLine(ctx, input)) return
+    }
+  })
+
+/** The end: a script waits for its sends and fails when anything failed; on a terminal, leaving waits a little. */
+const finish = (ctx: Ctx): Effect.Effect<ConsoleEnd, ConsoleFailed> =>
+  Effect.gen(function*() {
+    const { out, sends } = ctx
+    if (ctx.editor.interactive) {
+      const n = sends.underWay()
+      if (n > 0) out.info(`waiting for ${n} message(s) to go (at most ${LEAVE_SETTLE_MS / 1000} s; what does not go stays pending)`)
+      yield* sends.settle(LEAVE_SETTLE_MS)
+      return "quit" as const
+    }
+    const left = yield* sends.settle(SETTLE_MS)
+    if (left > 0) out.fail(`${left} send(s) not finished after ${SETTLE_MS / 1000} s (a message not delivered stays pending)`, left)
+    // the events of the last sends (deliveries) are printed before the end
+    yield* Effect.sleep(50)
+    if (out.failures() > 0) return yield* new ConsoleFailed({ message: `${out.failures()} command(s) failed` })
+    return "quit" as const
+  })
+
+const services: Effect.Effect<Services, never, Config | PeerRegistry | History | Initiator | Trust | Crypto> = Effect.gen(function*() {
+  return {
+    config: yield* Config,
     registry: yield* PeerRegistry,
     history: yield* History,
     initiator: yield* Initiator,
@@ -267,18 +185,48 @@ export const runConsole = Effect.gen(function*() {
     identity: (yield* Crypto).identity,
     announcer: yield* Effect.serviceOption(Announcer)
   }
-  const interactive = process.stdin.isTTY === true && process.stdout.isTTY === true
-  const io = yield* makeLineIO(interactive)
-  const ctx: Ctx = { ...services, io, say: io.print }
-
-  const incoming = yield* events.subscribe
-  yield* Effect.forkScoped(Stream.runForEach(incoming, (e) => ctx.say(render(config.json)(e))))
-
-  if (interactive) yield* ctx.say(`p2pchat: you are ${config.name ?? "(no name)"}. Type 'help' for commands.`)
-  for (;;) {
-    const line = yield* io.ask("> ")
-    if (Option.isNone(line)) return "eof" as ConsoleEnd
-    const end = yield* dispatch(ctx, line.value)
-    if (end !== undefined) return end
-  }
 })
+
+export const runConsole = Effect.gen(function*() {
+  const s = yield* services
+  const headless = noInput()
+  const interactive = !headless && process.stdin.isTTY === true && process.stdout.isTTY === true && !s.config.json
+  screen.setColour(interactive && colourWanted(process.stdout))
+  const out: Output = makeOutput(s.config.json, new Date())
+  const state = makeState()
+  for (const p of yield* s.registry.list) state.names.set(p.key, p.username)
+  const hint = () => [tone("dim", "(press Ctrl-D or type /quit to leave)")]
+  const completer = (line: string) => complete(line, [...state.names.values()], state.current !== undefined)
+  const editor: Editor = headless ? noEditor : yield* makeEditor(interactive, { completer, hint })
+  const holder: { ctx?: Ctx } = {}
+  const sends = yield* makeSends(s.initiator.send, (to, outcome) => Talk.report(holder.ctx!)(to, outcome))
+  const ctx: Ctx = holder.ctx = { ...s, state, editor, out, sends }
+  yield* Effect.addFinalizer(() => Effect.sync(flushLogs))
+
+  const incoming = yield* (yield* Events).subscribe
+  yield* Effect.forkScoped(Stream.runForEach(incoming, (e) => Effect.sync(() => onEvent(ctx, e))))
+  if (headless) return "eof" as ConsoleEnd
+
+  if (interactive) {
+    const now = new Date()
+    out.text(
+      `p2pchat: you are ${s.config.name ?? "(no name)"}; times are local (${zone(now)}). ` +
+        `Type 'help' for commands; Tab completes; Ctrl-D or /quit leaves.`,
+      [tone("dim", dayLine(now))]
+    )
+    Talk.refreshPrompt(ctx)
+  }
+  yield* loop(ctx)
+  return yield* finish(ctx)
+})
+
+/** No input at all: nothing is read. */
+const noEditor: Editor = {
+  interactive: false,
+  next: Effect.succeed({ _tag: "end" }),
+  setPrompt: () => {},
+  typed: () => "",
+  clearTyped: () => {}
+}
+
+export { consoleLogger } from "./ConsoleLog.ts"

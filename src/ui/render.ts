@@ -1,12 +1,15 @@
 /**
  * Renders what the node shows: each UI event as one human line, or as one JSON line
- * with `--json` (CLI.md "JSON shapes").
+ * with `--json` (cli.md "JSON output"). Text shows local time (TZ honoured); JSON keeps
+ * ISO 8601 in UTC. The console builds its coloured lines from the same segments.
  */
 import type { StatsView } from "../chat/StatsSnapshot.ts"
 import type { UiEvent } from "../services/Events.ts"
 import type { HistoryEntry } from "../services/History.ts"
 import type { PeerView } from "../services/PeerSnapshot.ts"
 import { clean, escapeChar, UNSAFE } from "../domain/Text.ts"
+import { type Line, plain, type Segment, tone } from "./style.ts"
+import { clock, parseTime, sentNote, stamp } from "./time.ts"
 
 export { clean }
 
@@ -17,49 +20,69 @@ export { clean }
  */
 export const toJson = (value: unknown): string => JSON.stringify(value).replace(UNSAFE, escapeChar)
 
-export const textLine = (e: UiEvent): string => {
+export type MessageEvent = Extract<UiEvent, { readonly event: "message" }>
+
+/** What marks a secure message with a peer whose pinned key the user has not verified (`trust`). */
+const UNVERIFIED = " (key not verified)"
+
+/** What follows the sender's name on a message line: how it came, when not secure and verified. */
+export const modeMark = (mode: string, verified: boolean | undefined): string =>
+  mode === "classic-3des" ? " (classic, not secure)" : mode === "plain" ? " (unencrypted)" : verified === false ? UNVERIFIED : ""
+
+/**
+ * The start of a message line, up to the text: `[21:15:26] bob (unencrypted): `, with
+ * `, sent 21:02:10` beside the arrival time when the sender's time is more than a minute off.
+ */
+export const messageHead = (e: MessageEvent): ReadonlyArray<Segment> => {
+  const at = parseTime(e.at)
+  const note = at === undefined ? undefined : sentNote(at, parseTime(e.sentAt))
+  const mark = modeMark(e.mode, e.verified)
+  return [
+    tone("time", `[${at === undefined ? "??:??:??" : clock(at)}${note === undefined ? "" : `, ${note}`}]`),
+    " ",
+    tone("name", e.from),
+    mark === "" ? "" : tone(e.mode === "noise" ? "dim" : "warn", mark),
+    ": "
+  ]
+}
+
+/** A peer event's line: `* alice (192.168.1.20) is online`. */
+const peerSegments = (e: Extract<UiEvent, { readonly event: "peer" }>): ReadonlyArray<Segment> => {
+  const where = ` (${e.address}${e.proto === "classic" ? ", classic" : ""})`
+  const what = e.status === "online"
+    ? " is online"
+    : e.status === "away"
+    ? " is away"
+    : e.status === "expired"
+    ? " has not been heard for a long time and was removed"
+    : " left"
+  return ["* ", tone("name", e.username), tone("dim", `${where}${what}`)]
+}
+
+/** An event as one line of segments; a message's text stays on this one line (its breaks escaped). */
+export const eventLine = (e: UiEvent): Line => {
   switch (e.event) {
-    case "peer": {
-      const who = `${clean(e.username)} (${e.address}${e.proto === "classic" ? ", classic" : ""})`
-      switch (e.status) {
-        case "online":
-          return `* ${who} is online`
-        case "away":
-          return `* ${who} is away`
-        case "expired":
-          return `* ${who} has not been heard for a long time and was removed`
-        case "left":
-          return `* ${who} left`
-      }
-      break
-    }
+    case "peer":
+      return peerSegments(e)
     case "message":
-      return `[${e.at.slice(11, 19)}] ${clean(e.from)}${
-        e.mode === "classic-3des"
-          ? " (classic, not secure)"
-          : e.mode === "plain"
-          ? " (unencrypted)"
-          : e.verified === false
-          ? UNVERIFIED
-          : ""
-      }: ${clean(e.text)}`
+      return [...messageHead(e), e.text]
     case "delivered":
-      return `  delivered to ${clean(e.to)}`
+      return [tone("dim", "  delivered to "), tone("name", e.to)]
     case "warning":
-      return `! ${clean(e.message)}`
+      return [tone("warn", `! ${e.message}`)]
     case "error":
-      return `error: ${clean(e.message)}`
+      return [tone("error", `error: ${e.message}`)]
     case "info":
-      return clean(e.message)
+      return e.message
   }
 }
+
+/** An event as one line of text (discover, respond, and the tests): no colour, every control escaped. */
+export const textLine = (e: UiEvent): string => plain(eventLine(e))
 
 export const jsonLine = (e: UiEvent): string => toJson(e)
 
 export const render = (json: boolean) => (e: UiEvent): string => (json ? jsonLine(e) : textLine(e))
-
-/** What marks a secure message with a peer whose pinned key the user has not verified (`trust`). */
-const UNVERIFIED = " (key not verified)"
 
 /** A history entry; a secure one says whether its peer's pinned key is verified. */
 export type ShownEntry = HistoryEntry & { readonly verified?: boolean }
@@ -68,13 +91,23 @@ export type ShownEntry = HistoryEntry & { readonly verified?: boolean }
 export const withVerified = (entries: ReadonlyArray<HistoryEntry>, verifiedNames: ReadonlySet<string>): ReadonlyArray<ShownEntry> =>
   entries.map((h) => h.mode === "noise" ? { ...h, verified: verifiedNames.has(h.peer) } : h)
 
-/** One history entry as a line of a conversation. */
+/** One history entry as a line of a conversation, in local time. */
 export const historyLine = (h: ShownEntry): string => {
-  const when = h.at.replace("T", " ").slice(0, 19)
+  const at = parseTime(h.at)
+  const when = at === undefined ? h.at : stamp(at)
   const mode = h.mode === "noise" ? (h.verified === false ? UNVERIFIED : "") : h.mode === "plain" ? " [unencrypted]" : " [classic, not secure]"
   return h.direction === "sent"
     ? `[${when}] me -> ${clean(h.peer)}: ${clean(h.text)} (${h.state})${mode}`
     : `[${when}] ${clean(h.peer)}: ${clean(h.text)}${mode}`
+}
+
+/**
+ * A history entry as the console shows it: one line, or for a text of several lines its
+ * first line (with the state) and each further one marked `  | `, as a message is shown.
+ */
+export const historyLines = (h: ShownEntry): ReadonlyArray<Line> => {
+  const [first = "", ...more] = h.text.split(/\r?\n/)
+  return [historyLine({ ...h, text: first }), ...more.map((l): Line => [tone("dim", "  | "), l])]
 }
 
 /** One peer as a line of `users` / `peers`. */

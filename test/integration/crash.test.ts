@@ -53,7 +53,8 @@ const historyOf = async (n: NodeSpec, peer: string): Promise<Array<HistoryRow>> 
 
 /**
  * What a sender process printed, read incrementally: the ids it saw acknowledged (with the
- * time), and the `! not delivered` lines. Shared across the incarnations of one sender.
+ * time), and the sends that failed (`{"event":"error","message":"not delivered: ..."}`).
+ * Shared across the incarnations of one sender.
  */
 class AckLog {
   readonly acked = new Map<string, number>()
@@ -66,7 +67,7 @@ class AckLog {
       const v = parseJsonLine(line)
       if (v?.event === "delivered" && v.to === "bob") {
         if (!this.acked.has(v.id)) this.acked.set(v.id, proc.stdoutAt[next]!)
-      } else if (line.startsWith("! not delivered")) {
+      } else if (v?.event === "error" && typeof v.message === "string" && v.message.startsWith("not delivered")) {
         this.notDelivered++
       }
     }

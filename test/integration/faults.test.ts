@@ -150,7 +150,7 @@ describe("a database p2pchat must not use: refused with what to do, never touche
 
   it("a damaged p2pchat database (its header intact, page 2 overwritten with random bytes)", async () => {
     const dir = tempDir("p2pchat-faults-damaged-")
-    const made = await runCli(["history", "--data-dir", dir])
+    const made = await runCli(["chat", "--data-dir", dir])
     expect(made.code, made.stderr).toBe(0)
     const file = path.join(dir, DB)
     const bytes = fs.readFileSync(file)
@@ -336,7 +336,7 @@ describe("the peer's address changed between announcements", () => {
     await b1.exited
     const from = a.stdout.length
     a.child.stdin!.write("msg bob while moving\n")
-    await a.waitForLine((l) => l.startsWith("! not delivered"), { from, timeoutMs: 15_000 })
+    await a.waitForLine((l) => l.startsWith('{"event":"error","message":"not delivered'), { from, timeoutMs: 15_000 })
 
     // Something else takes bob's old address and port: nothing may go there any more.
     const old = await sentinel(LOOPBACK, bobHere.tcpPort)
@@ -439,7 +439,7 @@ describe.skipIf(!canMountTmpfs)("the disk fills up under a running node (tmpfs i
     const told = await b.waitForJson((e) => (e.event === "error" || e.event === "warning") && /full/i.test(e.message), 10_000)
     expect(told.value.message).toMatch(/not acknowledged|not stored|could not store/i)
     // ... and alice is not told it was delivered: it stays pending (her ack wait runs out)
-    await a.waitForLine((l) => l.startsWith("! not delivered"), { from, timeoutMs: 15_000 })
+    await a.waitForLine((l) => l.startsWith('{"event":"error","message":"not delivered'), { from, timeoutMs: 15_000 })
     const aliceSeesPending = await consoleHistory(a, "bob")
     expect(aliceSeesPending.find((r) => r.text === "while full")?.state).toBe("pending")
     expect(b.running(), "bob died of a full disk").toBe(true)

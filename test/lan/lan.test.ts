@@ -24,7 +24,7 @@ const historyOf = async (i: number): Promise<Array<HistoryRow>> => {
 /** The `message` events node i printed for `text`. */
 const shown = (i: number, text: string) => nodes[i]!.json().filter((e) => e.event === "message" && e.text === text)
 
-const notDelivered = (i: number) => nodes[i]!.stdout.filter((l) => l.startsWith("! not delivered"))
+const notDelivered = (i: number) => nodes[i]!.stdout.filter((l) => l.startsWith('{"event":"error","message":"not delivered'))
 
 /** When host `of` last heard `whom`, by `peers --json` (the node's saved registry). */
 const lastSeen = async (of: number, whom: number): Promise<number | undefined> => {
@@ -203,7 +203,7 @@ describe("LAN in network namespaces", () => {
     try {
       node.input(`msg ${names[cut]} ${text}`)
       // The sender is told it did not go through, and that it is kept.
-      const told = await node.waitForLine((l) => l.startsWith("! not delivered"), { from, timeoutMs: 12_000 })
+      const told = await node.waitForLine((l) => l.startsWith('{"event":"error","message":"not delivered'), { from, timeoutMs: 12_000 })
       expect(told.line).toContain(names[cut])
       expect(told.line).toMatch(/pending|kept/)
       const row = (await historyOf(sender)).filter((r) => r.text === text)

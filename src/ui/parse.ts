@@ -1,0 +1,147 @@
+/**
+ * What a console line says: a command (with or without its slash), or text for the current
+ * conversation. Words are split at spaces; a name with spaces is quoted (`msg "Mary Jane"
+ * hi`, or 'Mary Jane'; a backslash keeps the next character inside double quotes).
+ *
+ * Without a current conversation every line is a command, as in the original. In a
+ * conversation a line is text for the peer unless it starts with `/` (`//` sends a line
+ * that starts with one slash), or is exactly a command with its arguments: a word alone
+ * (`quit`, `history`, `users`), or a word and a known name (`history carol`, `msg carol hi`).
+ */
+
+/** A word of the line, and where it ends (the rest of the line after it is kept as typed). */
+export interface Word {
+  readonly text: string
+  readonly end: number
+  /** Whether it was quoted (a quoted word is never a flag). */
+  readonly quoted: boolean
+}
+
+/** The words of a line; an unclosed quote runs to the end of the line. */
+export const words = (line: string): ReadonlyArray<Word> => {
+  const out: Array<Word> = []
+  let i = 0
+  while (i < line.length) {
+    while (i < line.length && /\s/.test(line[i]!)) i++
+    if (i >= line.length) break
+    let text = ""
+    let quoted = false
+    while (i < line.length && !/\s/.test(line[i]!)) {
+      const q = line[i]!
+      if (q !== "\"" && q !== "'") {
+        text += q
+        i++
+        continue
+      }
+      quoted = true
+      i++
+      while (i < line.length && line[i] !== q) {
+        if (q === "\"" && line[i] === "\\" && i + 1 < line.length) i++
+        text += line[i]!
+        i++
+      }
+      i++ // the closing quote
+    }
+    out.push({ text, end: Math.min(i, line.length), quoted })
+  }
+  return out
+}
+
+/** The text after word `n` as typed (one separating space dropped), or "" when none. */
+export const restAfter = (line: string, ws: ReadonlyArray<Word>, n: number): string => {
+  const w = ws[n]
+  return w === undefined ? "" : line.slice(w.end).replace(/^\s/, "")
+}
+
+/** The commands, with the arguments each takes (for the help, completion and the conversation rule). */
+export const COMMANDS = {
+  users: { args: "", help: "who is on the LAN, with status" },
+  chat: { args: "[USER] [--secure|--plain|--classic]", help: "make USER the current conversation: plain lines go to USER" },
+  msg: { args: "USER TEXT", help: "send one message to USER (secure when the peer can)" },
+  say: { args: "TEXT", help: "send TEXT to the current conversation, even if it looks like a command" },
+  history: { args: "[USER | --all]", help: "the conversation with USER, else the current one, else all (--all: all)" },
+  away: { args: "", help: "tell the others you are away" },
+  back: { args: "", help: "tell the others you are back" },
+  whoami: { args: "", help: "your name, fingerprint, ports and data dir" },
+  verify: { args: "USER", help: "your fingerprint and USER's, to compare aloud" },
+  trust: { args: "USER [FINGERPRINT]", help: "accept USER's key with the fingerprint you compared (alone: shows them)" },
+  help: { args: "", help: "this list" },
+  quit: { args: "", help: "leave (also exit, Ctrl-D)" },
+  exit: { args: "", help: "" }
+} as const
+
+export type CommandName = keyof typeof COMMANDS
+
+const isCommand = (w: string): w is CommandName => Object.hasOwn(COMMANDS, w)
+
+/** Commands that take no argument: alone on a line in a conversation, they are commands. */
+const BARE = new Set<CommandName>(["users", "away", "back", "whoami", "help", "quit", "exit", "history"])
+/** Commands whose first argument is a name: with a known name, they are commands in a conversation. */
+const NAMED = new Set<CommandName>(["chat", "msg", "history", "verify", "trust"])
+
+export type Parsed =
+  | { readonly _tag: "empty" }
+  | { readonly _tag: "text"; readonly text: string }
+  | { readonly _tag: "command"; readonly name: CommandName; readonly args: ReadonlyArray<Word>; readonly line: string; readonly ws: ReadonlyArray<Word> }
+  | { readonly _tag: "unknown"; readonly word: string }
+
+/**
+ * What `line` says. `inConversation`: whether a conversation is current; `known`: whether
+ * a name is one the console knows (a peer heard, or a conversation).
+ */
+export const parse = (line: string, inConversation: boolean, known: (name: string) => boolean): Parsed => {
+  if (line.trim() === "") return { _tag: "empty" }
+  if (inConversation && line.startsWith("//")) return { _tag: "text", text: line.slice(1) }
+  const slash = line.trimStart().startsWith("/")
+  const ws = words(slash ? line.trimStart().slice(1) : line)
+  const body = slash ? line.trimStart().slice(1) : line
+  const first = ws[0]
+  const word = first === undefined || first.quoted ? "" : first.text.toLowerCase()
+  const command = (name: CommandName): Parsed => ({ _tag: "command", name, args: ws.slice(1), line: body, ws })
+  if (slash || !inConversation) return isCommand(word) ? command(word) : { _tag: "unknown", word: `${slash ? "/" : ""}${first?.text ?? ""}` }
+  if (!isCommand(word)) return { _tag: "text", text: line }
+  if (ws.length === 1 && BARE.has(word)) return command(word)
+  const name = ws[1]
+  if (word === "history" && ws.length === 2 && name?.text === "--all") return command(word)
+  if (NAMED.has(word) && name !== undefined && known(name.text)) {
+    if (word === "history" || word === "verify") return ws.length === 2 ? command(word) : { _tag: "text", text: line }
+    return command(word)
+  }
+  return { _tag: "text", text: line }
+}
+
+/** A name as typed on a command line: quoted when it holds a space or a quote. */
+export const quoteName = (name: string): string => /[\s"'\\]/.test(name) ? `"${name.replace(/["\\]/g, "\\$&")}"` : name
+
+const FLAGS = ["--secure", "--plain", "--classic"] as const
+
+/**
+ * Tab completion (readline's completer): commands at the start of a line, names where a
+ * command takes one, the mode flags after `chat USER`, and in a conversation a name for the
+ * word being typed. Gives the candidates and the part of the line they replace.
+ */
+export const complete = (line: string, names: ReadonlyArray<string>, inConversation: boolean): [Array<string>, string] => {
+  const slash = line.startsWith("/")
+  const ws = words(slash ? line.slice(1) : line)
+  const endsInSpace = line === "" || /\s$/.test(line)
+  const current = endsInSpace ? "" : line.slice(line.search(/\S+$/))
+  const index = endsInSpace ? ws.length : ws.length - 1
+  const byPrefix = (candidates: ReadonlyArray<string>, typed: string) =>
+    candidates.filter((c) => c.toLowerCase().startsWith(typed.toLowerCase()))
+  // a name is typed with or without its opening quote, and completed quoted when it needs it
+  const namesFor = (typed: string) => byPrefix(names, typed.replace(/^["']/, "")).map(quoteName)
+  if (index === 0) {
+    const commands = Object.keys(COMMANDS).filter((c) => c !== "exit").map((c) => `${slash ? "/" : ""}${c} `)
+    const hits = byPrefix(commands, current)
+    if (slash || !inConversation) return [hits, current]
+    return [[...hits, ...namesFor(current)], current]
+  }
+  const word = ws[0]?.text.toLowerCase() ?? ""
+  const commandLike = slash || !inConversation || (isCommand(word) && index <= 1)
+  if (commandLike && isCommand(word)) {
+    if (index === 1 && NAMED.has(word)) return [namesFor(current).map((n) => `${n} `), current]
+    if (index >= 2 && word === "chat") return [byPrefix(FLAGS, current), current]
+    return [[], current]
+  }
+  return [namesFor(current), current]
+}
