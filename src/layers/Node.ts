@@ -1,11 +1,21 @@
 /**
  * Which implementation serves which service, for each role: the whole node, and each
  * role alone as in the original tools. main.ts and the tests build nodes from these.
+ *
+ * The roles alone run side by side on one host and one data dir as the original's four
+ * scripts did: `announce` sends from a UDP port of its own, `discover` alone listens on the
+ * presence port (bound exclusively), `respond` listens on TCP only and names classic senders
+ * from the peers `discover` saves, and `chat` reads those peers too. Each role that runs a
+ * part of a node takes that part's lock on the data dir first (DataDirLock.ts), before any
+ * socket or the database: a second one is refused with who holds it.
  */
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import * as PubSub from "effect/PubSub"
 import * as References from "effect/References"
+import * as Stream from "effect/Stream"
 import { clean } from "../domain/Text.ts"
 import * as Initiator from "../chat/Initiator.ts"
 import * as Inbox from "../chat/Inbox.ts"
@@ -19,6 +29,7 @@ import * as Announcer from "../services/Announcer.ts"
 import * as Config from "../services/Config.ts"
 import type { LogLevel, NodeConfig } from "../services/Config.ts"
 import * as Crypto from "../services/Crypto.ts"
+import * as DataDirLock from "../services/DataDirLock.ts"
 import * as Discovery from "../services/Discovery.ts"
 import * as Events from "../services/Events.ts"
 import * as History from "../services/History.ts"
@@ -45,9 +56,17 @@ const stderrLogger = Logger.make(({ logLevel, message }) => {
   process.stderr.write(`p2pchat [${logLevel.toLowerCase()}] ${text}\n`)
 })
 
+/**
+ * The logger of every role: stderr's, unless the caller provides another (main.ts gives
+ * `start` and `chat` the console's, which prints above the line being typed).
+ */
+export const RoleLogger = Context.Reference<Logger.Logger<unknown, void>>("p2pchat/RoleLogger", {
+  defaultValue: () => stderrLogger
+})
+
 export const loggingLayer = (level: LogLevel) =>
   Layer.mergeAll(
-    Logger.layer([stderrLogger]),
+    Logger.layer([Effect.service(RoleLogger)]),
     Layer.succeed(References.MinimumLogLevel, EFFECT_LEVEL[level])
   )
 
@@ -55,37 +74,82 @@ export const loggingLayer = (level: LogLevel) =>
 export const baseLayer = (config: NodeConfig) =>
   Layer.mergeAll(Config.layer(config), Events.layer, loggingLayer(config.logLevel))
 
+/**
+ * The event hub of `discover` and `respond`, whose only reader (the CLI's printer) subscribes
+ * once the role is built, after its sockets are bound: what the role heard meanwhile (a
+ * peer's first announcement, a first message) is held, up to 1,024 events, and handed to the
+ * first subscriber instead of being lost. From then on it is Events.layer's hub.
+ */
+const eventsFromStart = Layer.effect(
+  Events.Events,
+  Effect.gen(function*() {
+    const hub = yield* PubSub.sliding<Events.UiEvent>(4096)
+    yield* Effect.addFinalizer(() => PubSub.shutdown(hub))
+    let held: Array<Events.UiEvent> | undefined = []
+    return Events.Events.of({
+      publish: (event) =>
+        Effect.suspend(() => {
+          if (held === undefined) return PubSub.publish(hub, event).pipe(Effect.asVoid)
+          if (held.length < 1024) held.push(event)
+          return Effect.void
+        }),
+      subscribe: Effect.flatMap(PubSub.subscribe(hub), (sub) =>
+        Effect.sync(() => {
+          // in one step, so that nothing published meanwhile overtakes what was held
+          for (const event of held ?? []) PubSub.publishUnsafe(hub, event)
+          held = undefined
+          return Stream.fromSubscription(sub)
+        }))
+    })
+  })
+)
+
+/** The base, and the data dir locked for `role` (built after the logger, before anything else). */
+const lockedBase = (config: NodeConfig, role: DataDirLock.LockRole | undefined) => {
+  if (role === undefined) return baseLayer(config)
+  const base = role === "discover" || role === "respond"
+    ? Layer.mergeAll(Config.layer(config), eventsFromStart, loggingLayer(config.logLevel))
+    : baseLayer(config)
+  return DataDirLock.layer(role).pipe(Layer.provideMerge(base))
+}
+
 /** The database of the configured data dir. */
 export const storeOf = (config: NodeConfig): Layer.Layer<Store.Store, Store.StoreError> => Store.layer(config.dataDir)
 
-/** `p2pchat announce`: the announcer alone. */
+/**
+ * `p2pchat announce`: the announcer alone (Announcement.py), sending from a UDP port of its
+ * own, so that it takes none of the datagrams meant for a `discover` beside it.
+ */
 export const announceRole = (config: NodeConfig) =>
   Announcer.layer.pipe(
-    Layer.provideMerge(PresenceSocket.layer),
+    Layer.provideMerge(PresenceSocket.senderLayer),
     Layer.provideMerge(Crypto.layer),
-    Layer.provideMerge(baseLayer(config))
+    Layer.provideMerge(lockedBase(config, "announce"))
   )
 
-/** Keys, the database, history and trust: what every role that chats or remembers needs. */
-const storage = (config: NodeConfig) =>
+/**
+ * Keys, the database, history and trust: what every role that chats or remembers needs;
+ * with the data dir locked for `role` when given.
+ */
+const storage = (config: NodeConfig, role?: DataDirLock.LockRole) =>
   Layer.mergeAll(Crypto.layer, Trust.layer).pipe(
     Layer.provideMerge(History.layer),
     Layer.provideMerge(storeOf(config)),
-    Layer.provideMerge(baseLayer(config))
+    Layer.provideMerge(lockedBase(config, role))
   )
 
 /** The presence socket and the live registry, over storage. */
-const listening = (config: NodeConfig) =>
+const listening = (config: NodeConfig, role: DataDirLock.LockRole) =>
   PeerRegistry.layer.pipe(
     Layer.provideMerge(PresenceSocket.layer),
-    Layer.provideMerge(storage(config))
+    Layer.provideMerge(storage(config, role))
   )
 
 /** Discovery feeding the registry, its snapshot for other processes, and its events. */
 const discovering = Layer.mergeAll(Discovery.layer, PeerSnapshot.layer, PeerRegistry.eventsLayer)
 
 /** `p2pchat discover`: discovery, the registry and its snapshot, shown through Events. */
-export const discoverRole = (config: NodeConfig) => discovering.pipe(Layer.provideMerge(listening(config)))
+export const discoverRole = (config: NodeConfig) => discovering.pipe(Layer.provideMerge(listening(config, "discover")))
 
 /** The sending side: the Initiator over the Outbox over the Links. */
 export const sending = Initiator.layer.pipe(Layer.provideMerge(Outbox.layer), Layer.provideMerge(Links.layer))
@@ -118,19 +182,19 @@ export const nodeRole = (config: NodeConfig, transport: Layer.Layer<Transport> =
     Layer.provideMerge(receiving),
     Layer.provideMerge(Layer.mergeAll(Stats.layer, transport)),
     Layer.provideMerge(discovering),
-    Layer.provideMerge(listening(config))
+    Layer.provideMerge(listening(config, "start"))
   )
 
 /**
- * `p2pchat respond`: the responder alone (ChatResponder.py), with discovery listening so
- * that classic senders, which send no name, are named from the registry. It does not
- * announce, and it does not write the peer snapshot (a `discover` beside it may); it saves
- * its counters for `p2pchat stats`.
+ * `p2pchat respond`: the responder alone (ChatResponder.py), on TCP only. Classic senders,
+ * which send no name, are named from the peers saved in the data dir by the `discover` (or
+ * node) beside it, read-only as `chat` reads them: it does not bind the presence port, which
+ * that `discover` holds. It saves its counters for `p2pchat stats`.
  */
 export const respondRole = (config: NodeConfig) =>
-  Layer.mergeAll(receiving, Discovery.layer, StatsSnapshot.layer).pipe(
-    Layer.provideMerge(Layer.mergeAll(Stats.layer, NodeTransport.layer)),
-    Layer.provideMerge(listening(config))
+  Layer.mergeAll(receiving, StatsSnapshot.layer).pipe(
+    Layer.provideMerge(Layer.mergeAll(Stats.layer, NodeTransport.layer, PeerSnapshot.registryLayer)),
+    Layer.provideMerge(storage(config, "respond"))
   )
 
 /**

@@ -1,7 +1,7 @@
 /**
- * The node's configuration: command-line flags, then environment variables, then
- * defaults (CLI.md "Options"). A bad value is a UsageError that names the option and
- * what it accepts.
+ * The node's configuration: command-line flags, then environment variables, then the
+ * profile in the data dir (Profile.ts), then defaults (cli.md "Options"). A bad value is a
+ * UsageError that names the option (or the profile's key) and what it accepts.
  */
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
@@ -85,7 +85,23 @@ export const DEFAULT_LIMITS = {
 
 export class Config extends Context.Service<Config, NodeConfig>()("p2pchat/Config") {}
 
-export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
+/**
+ * A usage error: exit 2, one line on stderr with a pointer to the help. `command` is the
+ * command whose help explains it (`send`, `config set`); main.ts fills it in.
+ */
+export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string; readonly command?: string }> {}
+
+/**
+ * The defaults a user keeps in the data dir's profile (Profile.ts), as text, the way the
+ * flags give them: resolved by the same rules, after flags and environment.
+ */
+export interface ProfileValues {
+  readonly name?: string | undefined
+  readonly udpPort?: string | undefined
+  readonly tcpPort?: string | undefined
+  readonly targets?: ReadonlyArray<string> | undefined
+  readonly bind?: string | undefined
+}
 
 /** What the command line said; undefined where a flag was not given. */
 export interface RawOptions {
@@ -118,7 +134,7 @@ export const parseDuration = (text: string): number | undefined => {
   return ms > 0 && Number.isSafeInteger(ms) ? ms : undefined
 }
 
-const parsePort = (option: string, text: string, allowZero = false): number => {
+export const parsePort = (option: string, text: string, allowZero = false): number => {
   const n = /^\d+$/.test(text.trim()) ? Number(text) : NaN
   if (!Number.isInteger(n) || n > 65535 || n < (allowZero ? 0 : 1)) {
     throw new UsageError({ message: `${option}: expected a port number from ${allowZero ? 0 : 1} to 65535, got '${text}'` })
@@ -129,12 +145,25 @@ const parsePort = (option: string, text: string, allowZero = false): number => {
 const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/
 const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/
 
-const parseTarget = (text: string, defaultPort: number): Target => {
+export const parseTarget = (text: string, defaultPort: number, option = "--target"): Target => {
   const m = /^([^:]+)(?::(\d+))?$/.exec(text.trim())
   if (m === null || !(IPV4.test(m[1]!) || HOSTNAME.test(m[1]!))) {
-    throw new UsageError({ message: `--target: expected HOST or HOST:PORT (an IPv4 address or host name), got '${text}'` })
+    throw new UsageError({ message: `${option}: expected HOST or HOST:PORT (an IPv4 address or host name), got '${text}'` })
   }
-  return { host: m[1]!, port: m[2] === undefined ? defaultPort : parsePort("--target", m[2]) }
+  return { host: m[1]!, port: m[2] === undefined ? defaultPort : parsePort(option, m[2]) }
+}
+
+/** An IPv4 address to bind to; its being an address of this host is checked when it is bound. */
+export const parseBind = (option: string, text: string): string => {
+  if (!IPV4.test(text)) throw new UsageError({ message: `${option}: expected an IPv4 address of this host, got '${text}'` })
+  return text
+}
+
+/** A username as the rules of protocol.md keep it (NFC), or a UsageError naming the character refused. */
+export const parseName = (option: string, text: string): string => {
+  const problem = usernameProblem(text)
+  if (problem !== undefined) throw new UsageError({ message: `${option}: ${problem}, got "${showUsername(text)}"` })
+  return normalizeUsername(text)
 }
 
 const count = (option: string, text: string | undefined, fallback: number): number => {
@@ -158,24 +187,39 @@ export const defaultDataDir = (env: NodeJS.ProcessEnv): string =>
 
 const nonEmpty = (s: string | undefined): string | undefined => (s === undefined || s === "" ? undefined : s)
 
-/** Flags, then environment, then defaults. Throws UsageError; see `resolveConfig`. */
-const resolve = (raw: RawOptions, env: NodeJS.ProcessEnv): NodeConfig => {
-  const given = raw.name ?? nonEmpty(env["P2PCHAT_NAME"])
-  if (given !== undefined) {
-    const problem = usernameProblem(given)
-    if (problem !== undefined) throw new UsageError({ message: `--name: ${problem}, got "${showUsername(given)}"` })
+/** The data dir of a command line and an environment: where the profile is read, before the rest is resolved. */
+export const resolveDataDir = (raw: Pick<RawOptions, "dataDir">, env: NodeJS.ProcessEnv = process.env): string =>
+  path.resolve(raw.dataDir ?? nonEmpty(env["P2PCHAT_DATA_DIR"]) ?? defaultDataDir(env))
+
+/** The profile's value of `key`, labelled so that a bad one says where it came from. */
+const PROFILE_LABEL = (key: string) => `${key} (in the profile; change it with \`p2pchat config set ${key}\`)`
+
+/** Flags, then environment, then the profile, then defaults. Throws UsageError; see `resolveConfig`. */
+const resolve = (raw: RawOptions, env: NodeJS.ProcessEnv, profile: ProfileValues): NodeConfig => {
+  const flagOrEnv = (flag: string | undefined, envName: string) => flag ?? nonEmpty(env[envName])
+  // which of flag/env/profile gave a value, so that a bad one is named as the user wrote it
+  const pick = (flag: string | undefined, envName: string, option: string, key: string, fromProfile: string | undefined) => {
+    const given = flagOrEnv(flag, envName)
+    if (given !== undefined) return { text: given, option }
+    return fromProfile === undefined ? undefined : { text: fromProfile, option: PROFILE_LABEL(key) }
   }
-  const name = given === undefined ? undefined : normalizeUsername(given)
-  const udpPort = parsePort("--udp-port", raw.udpPort ?? nonEmpty(env["P2PCHAT_UDP_PORT"]) ?? "6000", true)
-  const tcpPort = parsePort("--tcp-port", raw.tcpPort ?? nonEmpty(env["P2PCHAT_TCP_PORT"]) ?? "6001", true)
-  const bind = raw.bind ?? nonEmpty(env["P2PCHAT_BIND"])
-  if (bind !== undefined && !IPV4.test(bind)) {
-    throw new UsageError({ message: `--bind: expected an IPv4 address of this host, got '${bind}'` })
+  const nameGiven = pick(raw.name, "P2PCHAT_NAME", "--name", "name", profile.name)
+  const name = nameGiven === undefined ? undefined : parseName(nameGiven.option, nameGiven.text)
+  const port = (flag: string | undefined, envName: string, option: string, key: string, fromProfile: string | undefined, fallback: number) => {
+    const given = pick(flag, envName, option, key, fromProfile)
+    return given === undefined ? fallback : parsePort(given.option, given.text, true)
   }
-  const targetTexts = raw.targets !== undefined && raw.targets.length > 0
-    ? raw.targets
-    : (nonEmpty(env["P2PCHAT_TARGETS"])?.split(",").filter((t) => t.trim() !== "") ?? [])
-  const targets = targetTexts.map((t) => parseTarget(t, udpPort === 0 ? 6000 : udpPort))
+  const udpPort = port(raw.udpPort, "P2PCHAT_UDP_PORT", "--udp-port", "udp-port", profile.udpPort, 6000)
+  const tcpPort = port(raw.tcpPort, "P2PCHAT_TCP_PORT", "--tcp-port", "tcp-port", profile.tcpPort, 6001)
+  const bindGiven = pick(raw.bind, "P2PCHAT_BIND", "--bind", "bind", profile.bind)
+  const bind = bindGiven === undefined ? undefined : parseBind(bindGiven.option, bindGiven.text)
+  const targetPort = udpPort === 0 ? 6000 : udpPort
+  const fromEnv = nonEmpty(env["P2PCHAT_TARGETS"])?.split(",").filter((t) => t.trim() !== "")
+  const targets = raw.targets !== undefined && raw.targets.length > 0
+    ? raw.targets.map((t) => parseTarget(t, targetPort))
+    : fromEnv !== undefined
+    ? fromEnv.map((t) => parseTarget(t, targetPort))
+    : (profile.targets ?? []).map((t) => parseTarget(t, targetPort, PROFILE_LABEL("targets")))
   const announceEveryMs = duration("--announce-every", raw.announceEvery, 8_000)
   const awayAfterMs = duration("--away-after", raw.awayAfter, 10_000)
   const expireAfterMs = duration("--expire-after", raw.expireAfter, 15 * 60_000)
@@ -188,7 +232,7 @@ const resolve = (raw: RawOptions, env: NodeJS.ProcessEnv): NodeConfig => {
   }
   return {
     name,
-    dataDir: path.resolve(raw.dataDir ?? nonEmpty(env["P2PCHAT_DATA_DIR"]) ?? defaultDataDir(env)),
+    dataDir: resolveDataDir(raw, env),
     udpPort,
     tcpPort,
     bind,
@@ -212,19 +256,27 @@ const resolve = (raw: RawOptions, env: NodeJS.ProcessEnv): NodeConfig => {
   }
 }
 
-export const resolveConfig = (raw: RawOptions, env: NodeJS.ProcessEnv = process.env): NodeConfig | UsageError => {
+export const resolveConfig = (
+  raw: RawOptions,
+  env: NodeJS.ProcessEnv = process.env,
+  profile: ProfileValues = {}
+): NodeConfig | UsageError => {
   try {
-    return resolve(raw, env)
+    return resolve(raw, env, profile)
   } catch (e) {
     if (e instanceof UsageError) return e
     throw e
   }
 }
 
-/** The configuration of a command line and an environment; fails with the UsageError to show. */
-export const make = (raw: RawOptions, env: NodeJS.ProcessEnv = process.env): Effect.Effect<NodeConfig, UsageError> =>
+/** The configuration of a command line, an environment and a profile; fails with the UsageError to show. */
+export const make = (
+  raw: RawOptions,
+  env: NodeJS.ProcessEnv = process.env,
+  profile: ProfileValues = {}
+): Effect.Effect<NodeConfig, UsageError> =>
   Effect.suspend(() => {
-    const config = resolveConfig(raw, env)
+    const config = resolveConfig(raw, env, profile)
     return config instanceof UsageError ? Effect.fail(config) : Effect.succeed(config)
   })
 

@@ -2,7 +2,7 @@
  * The data dir is its user's alone: the dir 0700, every file in it 0600, no symbolic link
  * inside it followed, and the identity key written where nobody can redirect it.
  *
- *   - a real `p2pchat whoami` then `p2pchat start` (the CLI sets umask 077) on a fresh dir;
+ *   - a real `p2pchat config set` then `p2pchat start` (the CLI sets umask 077) on a fresh dir;
  *   - Stores opened in-process, under this process's umask (022): the Store itself makes
  *     p2pchat.db, -wal and -shm 0600;
  *   - an existing dir open to others: fixed when the user owns it (one info line on stderr,
@@ -74,11 +74,11 @@ const victim = (content: Buffer | string, mode = 0o644) => {
 afterEach(cleanup)
 
 describe("a fresh data dir made by the CLI", () => {
-  it("whoami makes it, a node runs in it: the dir is 0700 and every file 0600, while it runs and after", async () => {
+  it("config set makes it, a node runs in it: the dir is 0700 and every file 0600, while it runs and after", async () => {
     const dataDir = path.join(tempDir("p2pchat-privacy-"), "fresh")
-    const made = await runCli(["whoami", "--json", "--data-dir", dataDir, "--name", "x"])
+    const made = await runCli(["config", "set", "name", "x", "--data-dir", dataDir])
     expect(made.code, made.stderr).toBe(0)
-    expect(modes(dataDir)).toEqual([". 0700", `${IDENTITY_FILE} 0600`])
+    expect(modes(dataDir)).toEqual([". 0700", "config.json 0600"])
 
     const node = spawnCli([
       "start", "--name", "x", "--data-dir", dataDir, "--bind", LOOPBACK, "--udp-port", "0", "--tcp-port", "0",
@@ -121,10 +121,10 @@ describe("an existing data dir open to others", () => {
   it("owned by the user, mode 0755: made 0700, with one info line on stderr and nothing on stdout but the answer", async () => {
     const dataDir = tempDir("p2pchat-privacy-")
     fs.chmodSync(dataDir, 0o755)
-    const r = await runCli(["whoami", "--json", "--data-dir", dataDir, "--name", "x"])
+    const r = await runCli(["config", "set", "name", "x", "--data-dir", dataDir])
     expect(r.code, r.stderr).toBe(0)
     expect(octal(modeOf(dataDir))).toBe("0700")
-    expect(JSON.parse(r.stdout)).toMatchObject({ dataDir })
+    expect(r.stdout).toBe("")
     const lines = r.stderr.split("\n").filter((l) => l.includes(dataDir))
     expect(lines).toEqual([`p2pchat [info] data directory ${dataDir} was open to other users (mode 0755); it is now 0700`])
   })

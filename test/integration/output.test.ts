@@ -12,7 +12,7 @@
  *     `history` (text), and the console of `start` (`history` typed, then `quit`);
  *   - redirected to a file;
  *   - piped to this test, which does not read at first, sends SIGTERM to `start` while its
- *     output waits, and reads only then: the output is whole and the exit code is 130.
+ *     output waits, and reads only then: the output is whole and the exit code is 143.
  * The exit codes of docs/cli.md (0, 1, 2) are checked through the pipe as well.
  */
 import * as fs from "node:fs"
@@ -220,7 +220,7 @@ describe("the console of start", () => {
     checkHistory(historyArray(fs.readFileSync(outFile, "utf8")))
   }, 70_000)
 
-  it("SIGTERM while the console's output waits for its reader: the whole output, then exit 130", async () => {
+  it("SIGTERM while the console's output waits for its reader: the whole output, then exit 143", async () => {
     const node = await nodeOn()
     const proc = spawnCli(["start", "--json", ...nodeOptions(node)], { stdin: "pipe" })
     const stdout = proc.child.stdout!
@@ -234,7 +234,7 @@ describe("the console of start", () => {
     stdout.resume()
     const { code, signal } = await Promise.race([proc.exited, sleep(30_000).then(() => proc.stop("SIGKILL"))])
     await new Promise<void>((resolve) => stdout.readableEnded ? resolve() : stdout.once("end", () => resolve()))
-    expect({ code, signal }, proc.stderr.join("\n")).toEqual({ code: 130, signal: null })
+    expect({ code, signal }, proc.stderr.join("\n")).toEqual({ code: 143, signal: null })
     checkHistory(historyArray(proc.stdout.join("\n")))
   }, 60_000)
 })

@@ -42,6 +42,9 @@ const pair = async (timers: ReadonlyArray<string>): Promise<{ alice: NodeSpec; b
 }
 
 const whoami = async (dataDir: string) => {
+  // whoami only reads (it makes no key): `chat` with no input makes the identity first, as a node's first start would
+  const made = await runCli(["chat", "--data-dir", dataDir])
+  expect(made.code, made.stderr).toBe(0)
   const r = await runCli(["whoami", "--json", "--data-dir", dataDir])
   expect(r.code, r.stderr).toBe(0)
   return JSON.parse(r.stdout) as { fingerprint: string; id: string; username: string | null; dataDir: string }

@@ -1,0 +1,148 @@
+/**
+ * `p2pchat send USER TEXT...` (cli.md "send"): one message, with or without a node running
+ * on the data dir.
+ *
+ * Who USER is comes from the peers saved in the data dir (by the node, `start` or
+ * `discover`, that listens there), at once when USER is there. When not, `send` waits up to
+ * `--wait` (3 s; `0`: not at all) for USER to be heard: by that node, whose saved peers it
+ * reads again; or, when no node listens for this data dir, by itself, on the presence port
+ * (Discovery feeding a live registry: the `listeningClient` below), until USER announces
+ * (a node announces when it starts, and every 8 s).
+ */
+import * as Argument from "effect/cli/Argument"
+import * as Command from "effect/cli/Command"
+import * as Flag from "effect/cli/Flag"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { CLASSIC_WARNING } from "../domain/Classic.ts"
+import { type Mode, modeOfWord } from "../domain/Mode.ts"
+import { usernameKey } from "../domain/Presence.ts"
+import { type NodeConfig, parseDuration, UsageError } from "../services/Config.ts"
+import { toJson } from "../ui/render.ts"
+import { base, fail, inCommand, modules, printLine, printWarning, resolveNamed } from "./base.ts"
+
+const DEFAULT_WAIT_MS = 3000
+
+/** `--wait`: a duration, or 0. */
+const parseWait = (text: string | undefined): Effect.Effect<number, UsageError> => {
+  if (text === undefined) return Effect.succeed(DEFAULT_WAIT_MS)
+  if (/^\s*0+(\.0*)?\s*(ms|s|m|h)?\s*$/.test(text)) return Effect.succeed(0)
+  const ms = parseDuration(text)
+  return ms === undefined
+    ? Effect.fail(new UsageError({ message: `--wait: expected a duration like 500ms, 3s or 1m, or 0, got '${text}'` }))
+    : Effect.succeed(ms)
+}
+
+export const unknownUser = (user: string) => `no user '${user}' is online; \`p2pchat peers\` lists who is`
+
+/** Whether a node (`start` or `discover`) listens for this data dir now: it holds the data dir's discover lock. */
+const nodeListening = (dataDir: string) =>
+  Effect.gen(function*() {
+    const fs = yield* Effect.promise(() => import("node:fs"))
+    const path = yield* Effect.promise(() => import("node:path"))
+    const { holderState, lockFileName, parseHolder } = yield* Effect.promise(() => import("../services/DataDirLock.ts"))
+    const file = path.join(dataDir, lockFileName("discover"))
+    const text = yield* Effect.try(() => fs.readFileSync(file, "utf8")).pipe(Effect.orElseSucceed(() => undefined))
+    const holder = text === undefined ? undefined : parseHolder(text)
+    return holder !== undefined && holderState(holder, file) !== "gone"
+  })
+
+/**
+ * Where to learn who USER is: the saved peers ("snapshot"), or the presence port ("listen")
+ * when USER is not among them, `--wait` allows waiting, and no node listens for this data
+ * dir. Opens the database first, so that one it must refuse is refused before anything else.
+ */
+const plan = (config: NodeConfig, user: string, waitMs: number) =>
+  Effect.scoped(Effect.gen(function*() {
+    const { make } = yield* modules.store
+    const { readSnapshot } = yield* modules.snapshot
+    const store = yield* make(config.dataDir)
+    if (waitMs === 0 || (yield* nodeListening(config.dataDir))) return "snapshot" as const
+    const known = readSnapshot(store, config, new Date()).some((p) => p.key === usernameKey(user))
+    return known ? "snapshot" as const : "listen" as const
+  }))
+
+/** The sending side with a registry of its own, fed by Discovery on the presence port: `send` where no node listens. */
+const listeningClient = (config: NodeConfig) =>
+  Effect.gen(function*() {
+    const { baseLayer, chatSide, sending, storeOf } = yield* modules.roles
+    const discovery = yield* modules.discovery
+    const registry = yield* modules.registry
+    const presence = yield* modules.presence
+    const crypto = yield* modules.crypto
+    const history = yield* modules.history
+    return chatSide(Layer.mergeAll(sending, discovery.layer)).pipe(
+      Layer.provideMerge(Layer.mergeAll(registry.layer, presence.layer, crypto.layer, history.layer)),
+      Layer.provideMerge(storeOf(config)),
+      Layer.provideMerge(baseLayer(config))
+    )
+  })
+
+/** Sends once USER is known, waiting for them up to `waitMs`. */
+const sendWhenKnown = (user: string, text: string, mode: Mode | undefined, waitMs: number) =>
+  Effect.gen(function*() {
+    const { PeerRegistry } = yield* modules.registry
+    const { Initiator } = yield* modules.initiator
+    const registry = yield* PeerRegistry
+    const deadline = Date.now() + waitMs
+    while (Option.isNone(yield* registry.lookup(user))) {
+      if (Date.now() >= deadline) return yield* fail(unknownUser(user))
+      yield* Effect.sleep(50)
+    }
+    return yield* (yield* Initiator).send(user, text, mode).pipe(
+      Effect.mapError((e) => e.reason === "UnknownUser" ? { message: unknownUser(user) } : e)
+    )
+  })
+
+const deliver = (config: NodeConfig, user: string, text: string, mode: Mode | undefined, waitMs: number) =>
+  Effect.gen(function*() {
+    const { clientRole } = yield* modules.roles
+    const viaSnapshot = sendWhenKnown(user, text, mode, waitMs).pipe(Effect.scoped, Effect.provide(clientRole(config)))
+    if ((yield* plan(config, user, waitMs)) === "snapshot") return yield* viaSnapshot
+    const listening = yield* listeningClient(config)
+    return yield* sendWhenKnown(user, text, mode, waitMs).pipe(
+      Effect.scoped,
+      Effect.provide(listening),
+      // The presence port is another program's (a node of another data dir, a classic
+      // discovery): the saved peers only. Any other reason to fail (a --bind address that is
+      // not this host's) is the user's to fix: said as PresenceSocket says it.
+      Effect.catchTag("PresenceSocketError", (e) =>
+        /EADDRINUSE/.test(e.message)
+          ? printWarning(`cannot listen for ${user} (${e.message}); using the peers saved in ${config.dataDir}`).pipe(
+            Effect.andThen(viaSnapshot)
+          )
+          : Effect.fail(e))
+    )
+  })
+
+export const send = Command.make("send", {
+  user: Argument.String("user").pipe(Argument.withDescription("who to send to")),
+  text: Argument.String("text").pipe(Argument.withDescription("the message (its words are joined with spaces)"), Argument.atLeast(1)),
+  secure: Flag.Boolean("secure").pipe(Flag.withDescription("Noise session (default for p2pchat peers)"), Flag.withDefault(false)),
+  plain: Flag.Boolean("plain").pipe(Flag.withDescription("unencrypted"), Flag.withDefault(false)),
+  classic: Flag.Boolean("classic").pipe(Flag.withDescription("the classic 3DES dialect (NOT secure)"), Flag.withDefault(false)),
+  wait: Flag.String("wait").pipe(
+    Flag.withDescription("how long to wait for USER to be heard when not known yet, default 3s; 0: only peers known now"),
+    Flag.optional
+  )
+}, (p) =>
+  Effect.gen(function*() {
+    const text = p.text.join(" ")
+    if (text.trim() === "") return yield* new UsageError({ message: "the message is empty: give the text to send" })
+    const chosen = (["secure", "plain", "classic"] as const).filter((m) => p[m])
+    if (chosen.length > 1) return yield* new UsageError({ message: "choose one of --secure, --plain, --classic" })
+    const mode: Mode | undefined = chosen[0] === undefined ? undefined : modeOfWord(chosen[0])
+    const waitMs = yield* parseWait(Option.getOrUndefined(p.wait))
+    const config = yield* resolveNamed(yield* base)
+    const result = yield* deliver(config, p.user, text, mode, waitMs)
+    if (result.mode === "classic-3des") yield* printWarning(CLASSIC_WARNING)
+    if (config.json) yield* printLine(toJson(result))
+    // Held for a key (the warning above says why): stored, not delivered, so not a success.
+    if (result.state === "pending") return yield* fail(`not sent to ${result.peer} now: the message is kept as pending`)
+    if (!config.json) {
+      yield* printLine(result.state === "delivered" ? `delivered to ${result.peer}` : `sent to ${result.peer} (classic peers do not confirm delivery)`)
+    }
+  }).pipe(inCommand("send"))).pipe(
+  Command.withDescription("send one message; exit 0 once delivered (acked), or sent to a classic peer")
+)
