@@ -15,8 +15,9 @@ import { createHandshake, generateKeyPair, type Handshake, type KeyPair, publicK
 import { PROTO, type SignPresence } from "../domain/Presence.ts"
 import { type PresenceSigner, presenceSigner } from "../domain/Xeddsa.ts"
 import { Config } from "./Config.ts"
+import { type Access, modeText, openToOthers, ownUid } from "./StoreChecks.ts"
 import { StoreError } from "./StoreError.ts"
-import { logInfo, modeText, O_NOFOLLOW, secureDataDir } from "./StoreOpen.ts"
+import { logInfo, O_NOFOLLOW, secureDataDir } from "./StoreOpen.ts"
 
 export class CryptoError extends Data.TaggedError("CryptoError")<{ readonly message: string }> {}
 
@@ -56,18 +57,30 @@ const keyFileRefused = (file: string, problem: string) =>
       `or move it away to make a new identity (peers will see a changed key), or choose another --data-dir`
   })
 
+/** Refuses a key file that is not a regular file, or is readable by others while another user owns it. */
+const refuseKeyStat = (file: string, stat: fs.Stats): void => {
+  if (!stat.isFile()) throw keyFileRefused(file, "is not a regular file")
+  const uid = ownUid()
+  if (uid !== undefined && openToOthers(stat) && stat.uid !== uid) {
+    throw keyFileRefused(file, `is readable by others (mode ${modeText(stat)}) and owned by another user (uid ${stat.uid})`)
+  }
+}
+
 /**
  * The key of an existing `identity.key`, or undefined when there is none. The file is
  * opened without following a symbolic link (refused: it could point at any file, whose
- * mode p2pchat would then change), and checked on the open descriptor. A key readable by
- * others is made 0600 again when the user owns it, with a line that says so: refusing would
- * only lock the user out of their identity over a mode p2pchat can safely fix (whether to
- * make a new one is theirs to decide); another user's such file is refused.
+ * mode p2pchat would then change), and checked on the open descriptor. To a node
+ * ("read-write"), a key readable by others is made 0600 again when the user owns it, with a
+ * line that says so: refusing would only lock the user out of their identity over a mode
+ * p2pchat can safely fix (whether to make a new one is theirs to decide); another user's such
+ * file is refused. A read-only command (StoreRead.ts) refuses the same but fixes nothing, and
+ * checks the file before it opens it too: it opens nothing it refuses.
  */
-const readKeyFile = (file: string): Uint8Array | undefined => {
+export const readKeyFile = (file: string, access: Access): Uint8Array | undefined => {
   const link = fs.lstatSync(file, { throwIfNoEntry: false })
   if (link === undefined) return undefined
   if (link.isSymbolicLink()) throw keyFileRefused(file, `is a symbolic link (to ${fs.readlinkSync(file)})`)
+  if (access === "read-only") refuseKeyStat(file, link)
   let fd: number
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | O_NOFOLLOW)
@@ -79,12 +92,8 @@ const readKeyFile = (file: string): Uint8Array | undefined => {
   }
   try {
     const stat = fs.fstatSync(fd)
-    if (!stat.isFile()) throw keyFileRefused(file, "is not a regular file")
-    const uid = process.getuid?.()
-    if (uid !== undefined && (stat.mode & 0o077) !== 0) {
-      if (stat.uid !== uid) {
-        throw keyFileRefused(file, `is readable by others (mode ${modeText(stat)}) and owned by another user (uid ${stat.uid})`)
-      }
+    refuseKeyStat(file, stat)
+    if (access === "read-write" && ownUid() !== undefined && openToOthers(stat)) {
       fs.fchmodSync(fd, 0o600)
       logInfo(`identity key ${file} was open to other users (mode ${modeText(stat)}); it is now 0600`)
     }
@@ -148,7 +157,7 @@ const writeKeyFile = (dir: string, file: string, key: Uint8Array): Uint8Array =>
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code
       // made meanwhile by another p2pchat on this data dir: its key is the identity
-      const theirs = code === "EEXIST" ? readKeyFile(file) : undefined
+      const theirs = code === "EEXIST" ? readKeyFile(file, "read-write") : undefined
       if (theirs !== undefined) return theirs
       if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ENOSYS") throw e
       fs.renameSync(tmp.name, file)
@@ -169,7 +178,7 @@ export const loadOrCreateIdentity = (dataDir: string): Effect.Effect<Identity, C
     try: () => {
       secureDataDir(dataDir)
       const file = path.join(dataDir, IDENTITY_FILE)
-      const privateKey = readKeyFile(file) ?? writeKeyFile(dataDir, file, generateKeyPair().privateKey)
+      const privateKey = readKeyFile(file, "read-write") ?? writeKeyFile(dataDir, file, generateKeyPair().privateKey)
       const publicKey = publicKeyOf(privateKey)
       return { keyPair: { publicKey, privateKey }, id: keyId(publicKey), fingerprint: fingerprint(publicKey) }
     },

@@ -8,7 +8,7 @@
  *
  * Everything in the data dir is the user's alone: the dir 0700, its files 0600, whatever the
  * process's umask (bin/p2pchat.js sets 077; tests open stores in-process without it), and
- * no symbolic link inside it is followed (secureDataDir, checkDbFiles).
+ * no symbolic link inside it is followed (secureDataDir, StoreChecks' checkDbFiles).
  */
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -18,8 +18,18 @@ import * as References from "effect/References"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { openSql, type SqlDb, SqlUnavailable } from "./Sql.ts"
-import { CHOOSE_ANOTHER, errorCode, errorMessage, StoreError } from "./StoreError.ts"
-import { APPLICATION_ID, migrate, newerSchema, SCHEMA_VERSION } from "./StoreSchema.ts"
+import {
+  type Access,
+  checkDbFiles,
+  dbFiles,
+  modeText,
+  notADatabase,
+  openToOthers,
+  ownUid,
+  verifyDatabase
+} from "./StoreChecks.ts"
+import { CHOOSE_ANOTHER, errorCode, errorMessage, fsReason, StoreError } from "./StoreError.ts"
+import { APPLICATION_ID, migrate } from "./StoreSchema.ts"
 
 export const DB_FILE_NAME = "p2pchat.db"
 
@@ -29,44 +39,27 @@ export const BUSY_TIMEOUT_MS = 5000
 /** Never follow a symbolic link where the system can say so (0 elsewhere). */
 export const O_NOFOLLOW: number = fs.constants.O_NOFOLLOW ?? 0
 
-const hex = (n: number) => `0x${(n >>> 0).toString(16).padStart(8, "0")}`
-
-/** A file system error in words, for paths the user chose. */
-const fsReason = (e: unknown): string => {
-  const code = errorCode(e)
-  switch (code) {
-    case "ENOTDIR":
-      return "ENOTDIR: a part of the path is a file, not a directory"
-    case "EEXIST":
-      return "EEXIST: it exists and is not a directory"
-    case "EACCES":
-    case "EPERM":
-      return `${code}: permission denied`
-    case "EROFS":
-      return "EROFS: read-only file system"
-    case "ENOSPC":
-      return "ENOSPC: no space left on device"
-    default:
-      return code || errorMessage(e)
-  }
-}
-
-/** Turns whatever opening threw into a StoreError a user can act on. */
-const toStoreError = (dir: string, file: string, e: unknown): StoreError => {
+/**
+ * Turns whatever opening `file` in `dir` threw into a StoreError a user can act on. A
+ * read-only opening (StoreRead.ts) writes and creates nothing, so the failures only writing
+ * meets (not writable, cannot create, disk full) are not looked for there.
+ */
+export const toStoreError = (dir: string, file: string, e: unknown, access: Access): StoreError => {
   if (e instanceof StoreError) return e
   // no SQLite backend on this runtime: its message says what to install or use
   if (e instanceof SqlUnavailable) return new StoreError({ message: `cannot open database ${file}: ${e.message}` })
   const code = errorCode(e)
   const msg = errorMessage(e)
+  const writing = access === "read-write"
   if (code.startsWith("SQLITE_NOTADB") || code.startsWith("SQLITE_CORRUPT")) {
     return notADatabase(file, msg)
   }
-  if (code.startsWith("SQLITE_READONLY") || code.startsWith("SQLITE_PERM") || code.startsWith("SQLITE_AUTH")) {
+  if (writing && (code.startsWith("SQLITE_READONLY") || code.startsWith("SQLITE_PERM") || code.startsWith("SQLITE_AUTH"))) {
     return new StoreError({
       message: `database ${file} is not writable (${msg}); fix the permissions of ${file} and ${dir}, or ${CHOOSE_ANOTHER}`
     })
   }
-  if (code.startsWith("SQLITE_CANTOPEN")) {
+  if (writing && code.startsWith("SQLITE_CANTOPEN")) {
     return new StoreError({
       message: `cannot open database ${file} (${msg}); check that ${dir} is a writable directory, or ${CHOOSE_ANOTHER}`
     })
@@ -77,25 +70,11 @@ const toStoreError = (dir: string, file: string, e: unknown): StoreError => {
         `stop the other p2pchat using ${dir}, or ${CHOOSE_ANOTHER}`
     })
   }
-  if (code.startsWith("SQLITE_FULL")) {
+  if (writing && code.startsWith("SQLITE_FULL")) {
     return new StoreError({ message: `cannot open database ${file}: the disk is full (${msg}); free some space` })
   }
-  return new StoreError({ message: `cannot open database ${file}: ${msg}${code ? ` (${code})` : ""}` })
+  return new StoreError({ message: `cannot ${writing ? "open" : "read"} database ${file}: ${msg}${code ? ` (${code})` : ""}` })
 }
-
-const notADatabase = (file: string, detail: string) =>
-  new StoreError({
-    message: `database ${file} is not a SQLite database or is damaged (${detail}); ` +
-      `move it away (p2pchat then starts a new one) or ${CHOOSE_ANOTHER}`
-  })
-
-/** The user's uid; undefined where files have no owner and mode bits (Windows): nothing to check there. */
-const ownUid = (): number | undefined => process.getuid?.()
-
-/** Group or others may do something: read, write, or enter. */
-const openToOthers = (stat: fs.Stats): boolean => (stat.mode & 0o077) !== 0
-
-export const modeText = (stat: fs.Stats): string => (stat.mode & 0o777).toString(8).padStart(4, "0")
 
 /**
  * One info line about something p2pchat fixed on its own. It goes through the running
@@ -189,52 +168,6 @@ export const secureDataDir = (dir: string): void => {
   }
 }
 
-const ensureFileWritable = (file: string, stat: fs.Stats): void => {
-  try {
-    fs.accessSync(file, fs.constants.R_OK | fs.constants.W_OK)
-  } catch (e) {
-    throw new StoreError({
-      message: `database ${file} is not readable and writable (${fsReason(e)}); ` +
-        `fix its permissions or ${CHOOSE_ANOTHER}`
-    })
-  }
-  if (!stat.isFile()) {
-    throw new StoreError({ message: `database ${file} is not a regular file; move it away or ${CHOOSE_ANOTHER}` })
-  }
-}
-
-/** The database and the side files SQLite keeps next to it in WAL mode. */
-const dbFiles = (file: string): ReadonlyArray<string> => [file, `${file}-wal`, `${file}-shm`]
-
-/**
- * Refuses a database (or -wal, -shm) that is a symbolic link (SQLite would read and write
- * wherever it points), not a regular file, or open to other users while another user owns
- * it. Read-only: runs before the checks of the contents.
- */
-const checkDbFiles = (file: string): void => {
-  for (const f of dbFiles(file)) {
-    const stat = fs.lstatSync(f, { throwIfNoEntry: false })
-    if (stat === undefined) continue
-    if (stat.isSymbolicLink()) {
-      throw new StoreError({
-        message: `database file ${f} is a symbolic link (to ${fs.readlinkSync(f)}); p2pchat follows no links ` +
-          `inside its data dir: move the link away (and the file it points to in its place) or ${CHOOSE_ANOTHER}`
-      })
-    }
-    if (f === file) ensureFileWritable(file, stat)
-    else if (!stat.isFile()) {
-      throw new StoreError({ message: `database file ${f} is not a regular file; move it away or ${CHOOSE_ANOTHER}` })
-    }
-    const uid = ownUid()
-    if (uid !== undefined && openToOthers(stat) && stat.uid !== uid) {
-      throw new StoreError({
-        message: `database file ${f} is open to other users (mode ${modeText(stat)}) and owned by another ` +
-          `user (uid ${stat.uid}); move it away or ${CHOOSE_ANOTHER}`
-      })
-    }
-  }
-}
-
 /** Closes the existing database files to group and others (0600); says so once when it changed any. */
 const makeDbFilesPrivate = (file: string): void => {
   if (ownUid() === undefined) return
@@ -261,26 +194,6 @@ const createDbFile = (file: string): void => {
     throw e
   }
   fs.closeSync(fd)
-}
-
-/** Read-only checks: throws a StoreError for a file p2pchat must not touch. */
-const verifyIdentity = (db: SqlDb, file: string): void => {
-  // the first read of the header: a non-SQLite file fails here with SQLITE_NOTADB
-  const appId = db.pragma("application_id", { simple: true }) as number
-  const version = db.pragma("user_version", { simple: true }) as number
-  const objects = db.prepare<[], { n: number }>("SELECT count(*) AS n FROM sqlite_schema").get()?.n ?? 0
-  if (appId !== APPLICATION_ID && (appId !== 0 || objects > 0)) {
-    throw new StoreError({
-      message: `database ${file} is not a p2pchat database (application_id ${hex(appId)}, ` +
-        `${objects} schema objects); move it away or ${CHOOSE_ANOTHER}`
-    })
-  }
-  if (version > SCHEMA_VERSION) throw newerSchema(file, version)
-  const check = db.pragma("quick_check") as ReadonlyArray<{ readonly quick_check: string }>
-  const problems = check.map((row) => row.quick_check).filter((s) => s !== "ok")
-  if (problems.length > 0) {
-    throw notADatabase(file, `quick_check: ${problems.slice(0, 3).join("; ")}`)
-  }
 }
 
 /**
@@ -321,7 +234,7 @@ const verifyReadOnly = (file: string): void => {
   const sideFiles = [`${file}-wal`, `${file}-shm`].filter((f) => !fs.existsSync(f))
   const readOnly = openSql(file, { readonly: true, fileMustExist: true, timeoutMs: BUSY_TIMEOUT_MS })
   try {
-    verifyIdentity(readOnly, file)
+    verifyDatabase(readOnly, file)
   } finally {
     readOnly.close()
     for (const f of sideFiles) if (fs.existsSync(f) && (!f.endsWith("-wal") || fs.statSync(f).size === 0)) fs.rmSync(f)
@@ -344,9 +257,9 @@ export const open = (dataDir: string): Opened => {
   const file = path.join(dir, DB_FILE_NAME)
   try {
     secureDataDir(dir)
-    checkDbFiles(file)
+    checkDbFiles(file, "read-write")
   } catch (e) {
-    throw toStoreError(dir, file, e)
+    throw toStoreError(dir, file, e, "read-write")
   }
   // A file that is not marked as ours is checked on a read-only connection first: closing
   // a read-write connection would checkpoint a foreign program's WAL into its database.
@@ -356,18 +269,18 @@ export const open = (dataDir: string): Opened => {
     makeDbFilesPrivate(file)
     createDbFile(file)
   } catch (e) {
-    throw toStoreError(dir, file, e)
+    throw toStoreError(dir, file, e, "read-write")
   }
   let db: SqlDb
   try {
     // the busy timeout, also set by PRAGMA below
     db = openSql(file, { timeoutMs: BUSY_TIMEOUT_MS })
   } catch (e) {
-    throw toStoreError(dir, file, e)
+    throw toStoreError(dir, file, e, "read-write")
   }
   try {
     db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`)
-    verifyIdentity(db, file)
+    verifyDatabase(db, file)
     // From here on the file is known to be ours (or new): writing is allowed.
     db.pragma("journal_mode = WAL")
     // NORMAL, not FULL: a commit appends to the WAL without waiting for an fsync (the
@@ -388,6 +301,6 @@ export const open = (dataDir: string): Opened => {
     } catch {
       // already failing; the original error is the one to report
     }
-    throw toStoreError(dir, file, e)
+    throw toStoreError(dir, file, e, "read-write")
   }
 }
