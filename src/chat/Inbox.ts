@@ -16,7 +16,7 @@ import { usernameKey } from "../domain/Presence.ts"
 import type { IncomingSession, Received } from "../dialects/Dialect.ts"
 import { SessionError } from "../dialects/noise/channel.ts"
 import { Events } from "../services/Events.ts"
-import { History } from "../services/History.ts"
+import { ALL, History } from "../services/History.ts"
 import { PeerRegistry } from "../services/PeerRegistry.ts"
 import { Store } from "../services/Store.ts"
 import { believeFrom } from "../trust/Trust.ts"
@@ -73,7 +73,9 @@ export const make = Effect.gen(function*() {
       const sender = yield* inbound.sender(r.claimedFrom)
       const { id, text } = r.inner
       const at = new Date(yield* Clock.currentTimeMillis)
-      const stored = yield* history.recordReceived({ id, peer: sender.key, text, at, mode: r.mode }).pipe(
+      // a broadcast is filed in its conversation too; a `to` this version does not know is ignored
+      const to = r.inner.to === ALL ? { to: ALL } : {}
+      const stored = yield* history.recordReceived({ id, peer: sender.key, text, at, mode: r.mode, conversation: to.to }).pipe(
         Effect.tap(() => r.wantsAck ? store.durable : Effect.void),
         Effect.map(Option.some),
         Effect.catch((e) => Effect.as(storageFailed(sender, inbound.label, e), Option.none<boolean>()))
@@ -87,7 +89,7 @@ export const make = Effect.gen(function*() {
       // The sender's clock, as its frame says (secure frames carry it): shown beside the arrival.
       const sentAt = Date.parse(r.inner.sentAt)
       const sent = Number.isFinite(sentAt) ? { sentAt: new Date(sentAt).toISOString() } : {}
-      yield* events.publish({ event: "message", id, from: sender.name, text, mode: r.mode, at: at.toISOString(), ...sent, ...verified })
+      yield* events.publish({ event: "message", id, from: sender.name, text, mode: r.mode, at: at.toISOString(), ...sent, ...verified, ...to })
     })
 
   const ack: Handler<"ack"> = (inbound) =>

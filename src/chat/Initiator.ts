@@ -7,6 +7,8 @@
  * pinned key, plain for one that announces none, and classic-3des for a classic peer. A
  * pinned name gets plain or classic only when asked for, with a warning before it leaves;
  * a secure message to a pinned name that announces no key waits (pending) for one that does.
+ *
+ * `broadcast` sends one message to every peer online, a copy per recipient (Broadcast.ts).
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -24,7 +26,9 @@ import { MAX_INNER_BYTES } from "../dialects/noise/channel.ts"
 import { Config } from "../services/Config.ts"
 import { Events } from "../services/Events.ts"
 import { PeerRegistry } from "../services/PeerRegistry.ts"
+import { History } from "../services/History.ts"
 import { Trust } from "../trust/Trust.ts"
+import { type BroadcastResult, makeBroadcast } from "./Broadcast.ts"
 import { Links } from "./Links.ts"
 import { Outbox, type UnstoredMessage } from "./Outbox.ts"
 import { SendError } from "./SendError.ts"
@@ -42,6 +46,11 @@ export interface SendResult {
 export class Initiator extends Context.Service<Initiator, {
   /** Sends one message; `mode` defaults to the best the peer speaks. */
   readonly send: (username: string, text: string, mode?: Mode) => Effect.Effect<SendResult, SendError>
+  /**
+   * Sends one message to every peer online now (Broadcast.ts): secure to each that can have
+   * a secure session; `mode` (plain, classic-3des) reaches the others, skipped without it.
+   */
+  readonly broadcast: (text: string, mode?: Mode) => Effect.Effect<BroadcastResult, SendError>
   /** Resends pending messages to online p2pchat peers (with their ids); how many got delivered. */
   readonly retryPending: (username?: string) => Effect.Effect<number>
   /** Closes the connections to a peer, or to every peer. */
@@ -96,6 +105,7 @@ export const make = Effect.gen(function*() {
   const outbox = yield* Outbox
   const links = yield* Links
   const trust = yield* Trust
+  const broadcast = makeBroadcast({ config, registry, events, outbox, trust, history: yield* History, refusal })
 
   const send = (username: string, text: string, mode?: Mode): Effect.Effect<SendResult, SendError> =>
     Effect.gen(function*() {
@@ -125,6 +135,7 @@ export const make = Effect.gen(function*() {
 
   return Initiator.of({
     send,
+    broadcast,
     retryPending: outbox.retryPending,
     close: (username) => links.close(username === undefined ? undefined : usernameKey(username)),
     unstored: outbox.unstored

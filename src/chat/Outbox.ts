@@ -80,11 +80,11 @@ const storageError = (what: string, cause: { readonly message: string }) =>
 /** Delivery of one message; `inFlight` holds the ids being sent now, so a retry does not race them. */
 const makeDelivery = ({ history, links, stats, store, events }: Deps, inFlight: Set<string>) => ({
   /** To a p2pchat peer: the frame and the fsync of its pending row at once, then the mark. */
-  p2p: (peer: Peer, entry: Pick<HistoryEntry, "id" | "text" | "at" | "mode">) =>
+  p2p: (peer: Peer, entry: Pick<HistoryEntry, "id" | "text" | "at" | "mode"> & { readonly conversation?: string | undefined }) =>
     Effect.gen(function*() {
       inFlight.add(entry.id)
       yield* Effect.all([
-        links.deliver(peer, entry.mode, { id: entry.id, text: entry.text, sentAt: entry.at }),
+        links.deliver(peer, entry.mode, { id: entry.id, text: entry.text, sentAt: entry.at, to: entry.conversation }),
         Effect.mapError(store.durable, (e) => storageError(`delivered to ${peer.username}, but could not store it durably`, e))
       ], { concurrency: "unbounded", discard: true })
       const changed = yield* history.setState(entry.id, peer.key, "delivered").pipe(
@@ -252,7 +252,7 @@ export const make = Effect.gen(function*() {
       }
       yield* deps.history.recordSent(m).pipe(Effect.catch((e) => unstored.keep(m, !isP2p(peer), e.message)))
       if (!isP2p(peer)) return yield* Effect.as(delivery.classic(peer, m), "sent" as const)
-      yield* delivery.p2p(peer, { id: m.id, text: m.text, at: m.at.toISOString(), mode: m.mode })
+      yield* delivery.p2p(peer, { id: m.id, text: m.text, at: m.at.toISOString(), mode: m.mode, conversation: m.conversation })
       return "delivered" as const
     })
 

@@ -9,9 +9,10 @@ import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { ALL } from "../domain/Conversation.ts"
 import { usernameKey } from "../domain/Presence.ts"
 import { UsageError } from "../services/Config.ts"
-import { historyLine, peerLine, statsLines, toJson, withVerified } from "../ui/render.ts"
+import { conversationLine, historyLine, peerLine, statsLines, toJson, withVerified } from "../ui/render.ts"
 import { base, fail, inCommand, modules, printLine, resolve } from "./base.ts"
 
 /** The data dir's database, read-only, for `use`; `empty` when the data dir has none yet. */
@@ -107,7 +108,7 @@ const historyFilters = (limit: string | undefined, since: string | undefined) =>
   })
 
 export const history = Command.make("history", {
-  user: Argument.String("user").pipe(Argument.withDescription("whose conversation (all when omitted)"), Argument.optional),
+  user: Argument.String("user").pipe(Argument.withDescription("whose conversation (all when omitted; '*all*': the broadcasts)"), Argument.optional),
   limit: Flag.String("limit").pipe(Flag.withDescription("only the last N messages (of those the other filters keep)"), Flag.optional),
   since: Flag.String("since").pipe(Flag.withDescription("only messages since TIME: 30m, 2h, 1d ago, or an ISO 8601 date or time"), Flag.optional),
   grep: Flag.String("grep").pipe(Flag.withDescription("only messages whose text contains TEXT (any case)"), Flag.optional)
@@ -122,15 +123,21 @@ export const history = Command.make("history", {
     const entries = yield* withDatabase(config.dataDir, (store) =>
       Effect.gen(function*() {
         const history = yield* History.make.pipe(Effect.provideService(Store, store))
+        const keep = <H extends { readonly at: string; readonly text: string }>(all: ReadonlyArray<H>) => {
+          const kept = all.filter((h) =>
+            (filters.since === undefined || Date.parse(h.at) >= filters.since) &&
+            (grep === undefined || h.text.toLowerCase().includes(grep))
+          )
+          return filters.limit === undefined ? kept : kept.slice(-filters.limit)
+        }
+        // `*all*`: each broadcast once, with its recipients
+        if (user === ALL) return { _tag: "conversation" as const, rows: keep(yield* history.inConversation(ALL)) }
         const verified = new Set((yield* history.pins()).filter((p) => p.verified).map((p) => p.username))
         const all = yield* history.conversation(user === undefined ? undefined : usernameKey(user))
-        const kept = all.filter((h) =>
-          (filters.since === undefined || Date.parse(h.at) >= filters.since) &&
-          (grep === undefined || h.text.toLowerCase().includes(grep))
-        )
-        return withVerified(filters.limit === undefined ? kept : kept.slice(-filters.limit), verified)
-      }), Effect.succeed([]))
-    if (config.json) return yield* printLine(toJson(entries))
-    if (entries.length === 0) return yield* printLine("no messages")
-    for (const h of entries) yield* printLine(historyLine(h))
+        return { _tag: "peer" as const, rows: withVerified(keep(all), verified) }
+      }), Effect.succeed({ _tag: "peer" as const, rows: [] }))
+    if (config.json) return yield* printLine(toJson(entries.rows))
+    if (entries.rows.length === 0) return yield* printLine("no messages")
+    if (entries._tag === "conversation") for (const c of entries.rows) yield* printLine(conversationLine(c))
+    else for (const h of entries.rows) yield* printLine(historyLine(h))
   }).pipe(inCommand("history"))).pipe(Command.withDescription("the conversation with USER, or all; --limit, --since, --grep filter it"))

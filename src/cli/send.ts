@@ -19,7 +19,10 @@ import { CLASSIC_WARNING } from "../domain/Classic.ts"
 import { type Mode, modeOfWord } from "../domain/Mode.ts"
 import { usernameKey } from "../domain/Presence.ts"
 import { type NodeConfig, parseDuration, UsageError } from "../services/Config.ts"
-import { toJson } from "../ui/render.ts"
+import type { BroadcastResult } from "../chat/Broadcast.ts"
+import type { Initiator, SendResult } from "../chat/Initiator.ts"
+import type { PeerRegistry } from "../services/PeerRegistry.ts"
+import { recipientLine, toJson } from "../ui/render.ts"
 import { base, fail, inCommand, modules, printLine, printWarning, resolveNamed } from "./base.ts"
 
 const DEFAULT_WAIT_MS = 3000
@@ -53,7 +56,7 @@ const nodeListening = (dataDir: string) =>
  * when USER is not among them, `--wait` allows waiting, and no node listens for this data
  * dir. Opens the database first, so that one it must refuse is refused before anything else.
  */
-const plan = (config: NodeConfig, user: string, waitMs: number) =>
+const planFor = (config: NodeConfig, user: string, waitMs: number) =>
   Effect.scoped(Effect.gen(function*() {
     const { make } = yield* modules.store
     const { readSnapshot } = yield* modules.snapshot
@@ -95,47 +98,67 @@ const sendWhenKnown = (user: string, text: string, mode: Mode | undefined, waitM
     )
   })
 
-const deliver = (config: NodeConfig, user: string, text: string, mode: Mode | undefined, waitMs: number) =>
+/**
+ * `send --all`: to every peer online, after listening `waitMs` for them when `listening`
+ * (no node hears them for us). A first word that names a known peer, with more words after
+ * it, is taken for a USER given with --all: a usage error (the text quoted whole is sent).
+ */
+const broadcastAfter = (words: ReadonlyArray<string>, mode: Mode | undefined, waitMs: number, listening: boolean) =>
+  Effect.gen(function*() {
+    const { PeerRegistry } = yield* modules.registry
+    const { Initiator } = yield* modules.initiator
+    if (listening) yield* Effect.sleep(waitMs)
+    const peers = yield* (yield* PeerRegistry).list
+    if (words.length > 1 && peers.some((p) => p.key === usernameKey(words[0]!))) {
+      return yield* new UsageError({
+        message: `--all sends to everyone and takes no USER ('${words[0]}' is a peer): \`send USER TEXT\` for one peer; ` +
+          `to begin a broadcast with that name, quote the whole text`
+      })
+    }
+    return yield* (yield* Initiator).broadcast(words.join(" "), mode)
+  })
+
+/**
+ * Runs `run` on the sending side: over the saved peers, or listening for peers (`true`)
+ * when no node hears them for us. `user`: who is waited for; undefined: everyone (--all).
+ */
+const deliver = <A, E>(
+  config: NodeConfig,
+  user: string | undefined,
+  waitMs: number,
+  run: (listening: boolean) => Effect.Effect<A, E, Initiator | PeerRegistry>
+) =>
   Effect.gen(function*() {
     const { clientRole } = yield* modules.roles
-    const viaSnapshot = sendWhenKnown(user, text, mode, waitMs).pipe(Effect.scoped, Effect.provide(clientRole(config)))
-    if ((yield* plan(config, user, waitMs)) === "snapshot") return yield* viaSnapshot
+    const viaSnapshot = run(false).pipe(Effect.scoped, Effect.provide(clientRole(config)))
+    // everyone: the saved peers are all there is to wait for; listening finds the others
+    const plan = user === undefined
+      ? (waitMs === 0 || (yield* nodeListening(config.dataDir)) ? "snapshot" : "listen")
+      : yield* planFor(config, user, waitMs)
+    if (plan === "snapshot") return yield* viaSnapshot
     const listening = yield* listeningClient(config)
-    return yield* sendWhenKnown(user, text, mode, waitMs).pipe(
+    const who = user ?? "peers"
+    return yield* run(true).pipe(
       Effect.scoped,
       Effect.provide(listening),
       // The presence port is another program's (a node of another data dir, a classic
       // discovery): the saved peers only. Any other reason to fail (a --bind address that is
       // not this host's) is the user's to fix: said as PresenceSocket says it.
-      Effect.catchTag("PresenceSocketError", (e) =>
-        /EADDRINUSE/.test(e.message)
-          ? printWarning(`cannot listen for ${user} (${e.message}); using the peers saved in ${config.dataDir}`).pipe(
+      Effect.catchIf(
+        (e): e is { readonly _tag: "PresenceSocketError"; readonly message: string } & typeof e =>
+          typeof e === "object" && e !== null && (e as { readonly _tag?: unknown })._tag === "PresenceSocketError" &&
+          /EADDRINUSE/.test((e as { readonly message?: string }).message ?? ""),
+        (e) =>
+          printWarning(`cannot listen for ${who} (${e.message}); using the peers saved in ${config.dataDir}`).pipe(
             Effect.andThen(viaSnapshot)
           )
-          : Effect.fail(e))
+      )
     )
   })
 
-export const send = Command.make("send", {
-  user: Argument.String("user").pipe(Argument.withDescription("who to send to")),
-  text: Argument.String("text").pipe(Argument.withDescription("the message (its words are joined with spaces)"), Argument.atLeast(1)),
-  secure: Flag.Boolean("secure").pipe(Flag.withDescription("Noise session (default for p2pchat peers)"), Flag.withDefault(false)),
-  plain: Flag.Boolean("plain").pipe(Flag.withDescription("unencrypted"), Flag.withDefault(false)),
-  classic: Flag.Boolean("classic").pipe(Flag.withDescription("the classic 3DES dialect (NOT secure)"), Flag.withDefault(false)),
-  wait: Flag.String("wait").pipe(
-    Flag.withDescription("how long to wait for USER to be heard when not known yet, default 3s; 0: only peers known now"),
-    Flag.optional
-  )
-}, (p) =>
+/** What `send` prints for one USER, and its failure when the message is held. */
+const reportOne = (config: NodeConfig, result: SendResult) =>
   Effect.gen(function*() {
-    const text = p.text.join(" ")
-    if (text.trim() === "") return yield* new UsageError({ message: "the message is empty: give the text to send" })
-    const chosen = (["secure", "plain", "classic"] as const).filter((m) => p[m])
-    if (chosen.length > 1) return yield* new UsageError({ message: "choose one of --secure, --plain, --classic" })
-    const mode: Mode | undefined = chosen[0] === undefined ? undefined : modeOfWord(chosen[0])
-    const waitMs = yield* parseWait(Option.getOrUndefined(p.wait))
-    const config = yield* resolveNamed(yield* base)
-    const result = yield* deliver(config, p.user, text, mode, waitMs)
     if (result.mode === "classic-3des") yield* printWarning(CLASSIC_WARNING)
     if (config.json) yield* printLine(toJson(result))
     // Held for a key (the warning above says why): stored, not delivered, so not a success.
@@ -143,6 +166,46 @@ export const send = Command.make("send", {
     if (!config.json) {
       yield* printLine(result.state === "delivered" ? `delivered to ${result.peer}` : `sent to ${result.peer} (classic peers do not confirm delivery)`)
     }
+  })
+
+/** What `send --all` prints, and its failure unless every copy sent was delivered (or written to a classic peer). */
+const reportAll = (config: NodeConfig, result: BroadcastResult) =>
+  Effect.gen(function*() {
+    if (result.recipients.some((r) => r.mode === "classic-3des")) yield* printWarning(CLASSIC_WARNING)
+    if (config.json) yield* printLine(toJson(result))
+    else for (const r of result.recipients) yield* printLine(recipientLine(r))
+    const reached = result.recipients.filter((r) => r.state === "delivered" || r.state === "sent").length
+    const short = result.recipients.filter((r) => r.state === "pending" || r.state === "failed").length
+    if (result.recipients.length === 0) return yield* fail("nobody is online; `p2pchat peers` lists who is")
+    if (reached === 0 && short === 0) return yield* fail("nobody can be sent to securely; --plain or --classic reaches the others")
+    if (short > 0) return yield* fail(`not delivered to ${short} of ${reached + short} recipient(s); the pending ones go again when heard`)
+  })
+
+export const send = Command.make("send", {
+  user: Argument.String("user").pipe(Argument.withDescription("who to send to (none with --all)"), Argument.optional),
+  text: Argument.String("text").pipe(Argument.withDescription("the message (its words are joined with spaces)"), Argument.variadic()),
+  all: Flag.Boolean("all").pipe(Flag.withDescription("to every peer online (secure; --plain or --classic also reaches the others)"), Flag.withDefault(false)),
+  secure: Flag.Boolean("secure").pipe(Flag.withDescription("Noise session (default for p2pchat peers)"), Flag.withDefault(false)),
+  plain: Flag.Boolean("plain").pipe(Flag.withDescription("unencrypted"), Flag.withDefault(false)),
+  classic: Flag.Boolean("classic").pipe(Flag.withDescription("the classic 3DES dialect (NOT secure)"), Flag.withDefault(false)),
+  wait: Flag.String("wait").pipe(
+    Flag.withDescription("how long to wait for USER (--all: for peers) to be heard when not known yet, default 3s; 0: only peers known now"),
+    Flag.optional
+  )
+}, (p) =>
+  Effect.gen(function*() {
+    const first = Option.getOrUndefined(p.user)
+    if (!p.all && first === undefined) return yield* new UsageError({ message: "missing USER" })
+    if (!p.all && p.text.length === 0) return yield* new UsageError({ message: "missing TEXT" })
+    const words = p.all ? [...(first === undefined ? [] : [first]), ...p.text] : p.text
+    if (words.join(" ").trim() === "") return yield* new UsageError({ message: "the message is empty: give the text to send" })
+    const chosen = (["secure", "plain", "classic"] as const).filter((m) => p[m])
+    if (chosen.length > 1) return yield* new UsageError({ message: "choose one of --secure, --plain, --classic" })
+    const mode: Mode | undefined = chosen[0] === undefined ? undefined : modeOfWord(chosen[0])
+    const waitMs = yield* parseWait(Option.getOrUndefined(p.wait))
+    const config = yield* resolveNamed(yield* base)
+    if (!p.all) return yield* reportOne(config, yield* deliver(config, first, waitMs, () => sendWhenKnown(first!, words.join(" "), mode, waitMs)))
+    yield* reportAll(config, yield* deliver(config, undefined, waitMs, (listening) => broadcastAfter(words, mode, waitMs, listening)))
   }).pipe(inCommand("send"))).pipe(
-  Command.withDescription("send one message; exit 0 once delivered (acked), or sent to a classic peer")
+  Command.withDescription("send one message (--all: to every peer online); exit 0 once delivered (acked), or sent to a classic peer")
 )

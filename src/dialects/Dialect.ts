@@ -22,6 +22,8 @@ export interface OutgoingMessage {
   readonly id: string
   readonly text: string
   readonly sentAt: string
+  /** Beyond the peer, the conversation it was sent to (`*all*`): said in a secure session only. */
+  readonly to?: string | undefined
 }
 
 export interface OutgoingSession {

@@ -61,7 +61,13 @@ export const InnerMessage = Schema.Struct({
   type: Schema.Literal("msg"),
   id: MessageId,
   text: Schema.String,
-  sentAt: Schema.String
+  sentAt: Schema.String,
+  /**
+   * The conversation it was sent to beyond the receiver: `*all*` for a broadcast (protocol.md
+   * 5.3). Any string decodes, so that a later value ("#group") does not end an older
+   * receiver's session; a receiver acts only on the values it knows.
+   */
+  to: Schema.optionalKey(Schema.String)
 })
 export const InnerAck = Schema.Struct({ type: Schema.Literal("ack"), id: MessageId })
 export const Inner = Schema.Union([InnerMessage, InnerAck])

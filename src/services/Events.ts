@@ -32,6 +32,8 @@ export type UiEvent =
     readonly sentAt?: string
     /** Secure messages only: whether the user verified the sender's pinned key (`trust`). */
     readonly verified?: boolean
+    /** A broadcast (`*all*`): sent to everyone, not to this node alone. */
+    readonly to?: string
   }
   | { readonly event: "delivered"; readonly id: string; readonly to: string }
   | { readonly event: "warning"; readonly message: string }

@@ -45,7 +45,34 @@ export interface HistoryEntry {
   readonly at: string
   readonly mode: Mode
   readonly state: MessageState
+  /** Only on a message of a conversation beyond its peer: `*all*` for a copy of a broadcast. */
+  readonly conversation?: string
 }
+
+/** The conversation of broadcasts: `history '*all*'`, each sent one once with its recipients. */
+export { ALL } from "../domain/Conversation.ts"
+
+/** One recipient of a broadcast and how far its copy got. */
+export interface Recipient {
+  readonly peer: string
+  readonly mode: Mode
+  readonly state: "pending" | "delivered" | "sent"
+}
+
+/**
+ * A line of a conversation such as `*all*` (cli.md "history --json"): a message sent, once,
+ * with every recipient's copy; or a message received in it, as in any conversation.
+ */
+export type ConversationEntry =
+  | {
+    readonly id: string
+    readonly conversation: string
+    readonly direction: "sent"
+    readonly text: string
+    readonly at: string
+    readonly recipients: ReadonlyArray<Recipient>
+  }
+  | (HistoryEntry & { readonly direction: "received"; readonly conversation: string })
 
 export interface Pin {
   readonly username: string
@@ -62,6 +89,8 @@ export interface NewMessage {
   readonly text: string
   readonly at: Date
   readonly mode: Mode
+  /** Beyond its peer, the conversation it belongs to (`*all*`); one-to-one when undefined. */
+  readonly conversation?: string | undefined
 }
 
 export class HistoryError extends Data.TaggedError("HistoryError")<{ readonly message: string }> {}
@@ -84,6 +113,14 @@ export interface HistoryShape {
     peer?: string,
     opts?: { readonly limit?: number }
   ) => Effect.Effect<ReadonlyArray<HistoryEntry>, HistoryError>
+  /**
+   * The messages of `conversation` (`*all*`) in the order this node stored them: each sent
+   * one once, with its recipients' copies; with `limit`, the last `limit` of those.
+   */
+  readonly inConversation: (
+    conversation: string,
+    opts?: { readonly limit?: number }
+  ) => Effect.Effect<ReadonlyArray<ConversationEntry>, HistoryError>
   /** Outgoing messages still waiting for an ack, oldest first. */
   readonly pendingFor: (peer?: string) => Effect.Effect<ReadonlyArray<HistoryEntry>, HistoryError>
   readonly getPin: (username: string) => Effect.Effect<Option.Option<Uint8Array>, HistoryError>
@@ -105,10 +142,37 @@ export interface HistoryShape {
 
 export class History extends Context.Service<History, HistoryShape>()("p2pchat/History") {}
 
-const COLUMNS = "id, peer, direction, text, at, mode, state"
+const COLUMNS = "id, peer, direction, text, at, mode, state, conversation"
 
-/** A row of COLUMNS is already a HistoryEntry. */
-type MessageRow = HistoryEntry
+/** A row of COLUMNS: a HistoryEntry, with a NULL conversation for a one-to-one message. */
+type MessageRow = Omit<HistoryEntry, "conversation"> & { readonly conversation: string | null }
+
+/** The entry of a row: `conversation` only when it has one, so a one-to-one message keeps its shape. */
+const entryOf = ({ conversation, ...rest }: MessageRow): HistoryEntry =>
+  conversation === null ? rest : { ...rest, conversation }
+
+/** A conversation's rows grouped: each sent id once (where it was first stored), with its copies. */
+const grouped = (rows: ReadonlyArray<MessageRow>): Array<ConversationEntry> => {
+  const out: Array<ConversationEntry> = []
+  const sent = new Map<string, Array<Recipient>>()
+  for (const row of rows) {
+    const { id, peer, text, at, mode, state, conversation } = row
+    if (row.direction === "received") {
+      out.push({ ...entryOf(row), direction: "received", conversation: conversation! })
+      continue
+    }
+    const recipient: Recipient = { peer, mode, state: state as Recipient["state"] }
+    const known = sent.get(id)
+    if (known !== undefined) {
+      known.push(recipient)
+      continue
+    }
+    const recipients = [recipient]
+    sent.set(id, recipients)
+    out.push({ id, conversation: conversation!, direction: "sent", text, at, recipients })
+  }
+  return out
+}
 
 interface PinRow {
   readonly username: string
@@ -133,11 +197,21 @@ const durably = <A>(durable: StoreShape["durable"], what: string, write: () => A
     Effect.tap(() => durable.pipe(Effect.mapError((e) => new HistoryError({ message: `${what}: ${e.message}` }))))
   )
 
+/** A message's row as bound to its INSERT. */
+type Bound = {
+  id: string
+  peer: string
+  text: string
+  at: string
+  mode: Mode
+  conversation: string | null
+}
+
 /** Every statement History runs, prepared once, here; the methods only bind and run. */
 const prepare = (db: SqlDb) => ({
-  insertSent: db.prepare<{ id: string; peer: string; text: string; at: string; mode: Mode }>(
-    `INSERT INTO messages (id, peer, direction, text, at, mode, state)
-     VALUES (@id, @peer, 'sent', @text, @at, @mode, 'pending')`
+  insertSent: db.prepare<Bound>(
+    `INSERT INTO messages (id, peer, direction, text, at, mode, state, conversation)
+     VALUES (@id, @peer, 'sent', @text, @at, @mode, 'pending', @conversation)`
   ),
   updateState: db.prepare<{ id: string; peer: string; state: "delivered" | "sent" }>(
     `UPDATE messages SET state = @state
@@ -145,9 +219,9 @@ const prepare = (db: SqlDb) => ({
        AND state <> 'delivered' AND state <> @state`
   ),
   // ON CONFLICT, not INSERT OR IGNORE: OR IGNORE would also swallow CHECK violations
-  insertReceived: db.prepare<{ id: string; peer: string; text: string; at: string; mode: Mode }>(
-    `INSERT INTO messages (id, peer, direction, text, at, mode, state)
-     VALUES (@id, @peer, 'received', @text, @at, @mode, 'received')
+  insertReceived: db.prepare<Bound>(
+    `INSERT INTO messages (id, peer, direction, text, at, mode, state, conversation)
+     VALUES (@id, @peer, 'received', @text, @at, @mode, 'received', @conversation)
      ON CONFLICT (peer, direction, id) DO NOTHING`
   ),
   selectAll: db.prepare<[], MessageRow>(`SELECT ${COLUMNS} FROM messages ORDER BY seq`),
@@ -160,6 +234,9 @@ const prepare = (db: SqlDb) => ({
   selectPeerLast: db.prepare<{ peer: string; limit: number }, MessageRow>(
     `SELECT ${COLUMNS} FROM (SELECT seq, ${COLUMNS} FROM messages WHERE peer = @peer ORDER BY seq DESC LIMIT @limit)
      ORDER BY seq`
+  ),
+  selectConversation: db.prepare<{ conversation: string }, MessageRow>(
+    `SELECT ${COLUMNS} FROM messages WHERE conversation = @conversation ORDER BY seq`
   ),
   selectPendingAll: db.prepare<[], MessageRow>(
     `SELECT ${COLUMNS} FROM messages WHERE direction = 'sent' AND state = 'pending' ORDER BY seq`
@@ -193,7 +270,7 @@ const prepare = (db: SqlDb) => ({
 
 type Statements = ReturnType<typeof prepare>
 
-const bindMessage = (m: NewMessage) => ({
+const bindMessage = (m: NewMessage): Bound => ({
   id: m.id,
   peer: m.peer,
   // A lone surrogate (a JSON escape like \ud800) would be stored as WTF-8 and read back
@@ -201,10 +278,11 @@ const bindMessage = (m: NewMessage) => ({
   text: (m.text as WellFormed).toWellFormed(),
   // toISOString throws on an invalid Date: caught by attempt, reported as a HistoryError
   at: m.at.toISOString(),
-  mode: m.mode
+  mode: m.mode,
+  conversation: m.conversation ?? null
 })
 
-type MessageMethods = "recordSent" | "setState" | "recordReceived" | "conversation" | "pendingFor"
+type MessageMethods = "recordSent" | "setState" | "recordReceived" | "conversation" | "inConversation" | "pendingFor"
 
 /** The message methods, on the hot path: they commit, and leave `durable` to their callers (see the header). */
 const messageMethods = (s: Statements): Pick<HistoryShape, MessageMethods> => ({
@@ -220,15 +298,21 @@ const messageMethods = (s: Statements): Pick<HistoryShape, MessageMethods> => ({
     attempt("could not read history", (): ReadonlyArray<HistoryEntry> => {
       const limit = opts?.limit
       if (limit === undefined) {
-        return peer === undefined ? s.selectAll.all() : s.selectPeer.all({ peer })
+        return (peer === undefined ? s.selectAll.all() : s.selectPeer.all({ peer })).map(entryOf)
       }
       const n = Number.isFinite(limit) ? Math.max(0, Math.floor(limit)) : -1 // -1: no limit
-      return peer === undefined ? s.selectAllLast.all({ limit: n }) : s.selectPeerLast.all({ peer, limit: n })
+      return (peer === undefined ? s.selectAllLast.all({ limit: n }) : s.selectPeerLast.all({ peer, limit: n })).map(entryOf)
+    }),
+  inConversation: (conversation, opts) =>
+    attempt("could not read history", (): ReadonlyArray<ConversationEntry> => {
+      const all = grouped(s.selectConversation.all({ conversation }))
+      const limit = opts?.limit
+      return limit === undefined || !Number.isFinite(limit) ? all : all.slice(Math.max(0, all.length - Math.max(0, Math.floor(limit))))
     }),
   pendingFor: (peer) =>
     attempt(
       "could not read pending messages",
-      (): ReadonlyArray<HistoryEntry> => peer === undefined ? s.selectPendingAll.all() : s.selectPendingPeer.all({ peer })
+      (): ReadonlyArray<HistoryEntry> => (peer === undefined ? s.selectPendingAll.all() : s.selectPendingPeer.all({ peer })).map(entryOf)
     )
 })
 

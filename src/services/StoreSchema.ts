@@ -68,6 +68,13 @@ const migrations: ReadonlyArray<string> = [
   `
   ALTER TABLE peers ADD COLUMN signed INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE pins ADD COLUMN verified INTEGER NOT NULL DEFAULT 0;
+  `,
+  // 4: the conversation a message belongs to beyond its peer: NULL for one-to-one, '*all*'
+  // for a copy of a broadcast (one row per recipient, all with the broadcast's id; a later
+  // '#group' is a conversation too), and for a broadcast received
+  `
+  ALTER TABLE messages ADD COLUMN conversation TEXT;
+  CREATE INDEX messages_conversation ON messages (conversation, seq) WHERE conversation IS NOT NULL;
   `
 ]
 

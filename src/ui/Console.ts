@@ -102,6 +102,8 @@ const dispatch = (ctx: Ctx, p: Extract<Parsed, { readonly _tag: "command" }>): E
       return run(Talk.msg(ctx, p.line, p.ws))
     case "say":
       return run(Talk.sayHere(ctx, restAfter(p.line, p.ws, 0)))
+    case "all":
+      return run(Talk.all(ctx, p.line, p.ws))
     case "history":
       return run(Commands.showHistory(ctx, user === "--all" ? undefined : user ?? ctx.state.current?.name))
     case "away":
@@ -129,7 +131,7 @@ const onLine = (ctx: Ctx, input: Extract<Input, { readonly _tag: "line" }>): Eff
     // what becomes a message is shown as one (echoSent); anything else as it was typed
     const sends = parsed._tag === "text" ||
       (parsed._tag === "command" && ((parsed.name === "msg" && parsed.args.length > 0 && restAfter(parsed.line, parsed.ws, 1).trim() !== "") ||
-        (parsed.name === "say" && restAfter(parsed.line, parsed.ws, 0).trim() !== "")))
+        ((parsed.name === "say" || parsed.name === "all") && restAfter(parsed.line, parsed.ws, 0).trim() !== "")))
     if (!sends) Talk.echoTyped(ctx, input)
     // A script's commands run in order: one that is not a message waits for the messages before it.
     if (!sends && !ctx.editor.interactive && ctx.sends.underWay() > 0) yield* ctx.sends.settle(SETTLE_MS)

@@ -4,6 +4,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { ALL } from "../domain/Conversation.ts"
 import { fingerprint } from "../domain/Fingerprint.ts"
 import { usernameKey } from "../domain/Presence.ts"
 import { idToKey } from "../services/Crypto.ts"
@@ -11,7 +12,7 @@ import { peerView } from "../services/PeerSnapshot.ts"
 import { trustChoices } from "../trust/Trust.ts"
 import type { Ctx } from "./context.ts"
 import { COMMANDS } from "./parse.ts"
-import { historyLines, peerLine, withVerified } from "./render.ts"
+import { conversationLine, historyLines, peerLine, withVerified } from "./render.ts"
 
 export const showUsers = (ctx: Ctx) =>
   Effect.gen(function*() {
@@ -20,9 +21,17 @@ export const showUsers = (ctx: Ctx) =>
     ctx.out.result(list.length === 0 ? ["nobody else is here yet"] : list.map((p) => peerLine(peerView(p))), list.map(peerView))
   })
 
+/** `history *all*`: each broadcast once, with its recipients' states. */
+const showBroadcasts = (ctx: Ctx) =>
+  Effect.gen(function*() {
+    const rows = yield* ctx.history.inConversation(ALL)
+    ctx.out.result(rows.length === 0 ? ["no broadcasts yet"] : rows.map(conversationLine), rows)
+  })
+
 /** `history [USER]`: USER's conversation, or all (`user` undefined); USER's messages are read then. */
 export const showHistory = (ctx: Ctx, user: string | undefined) =>
   Effect.gen(function*() {
+    if (user === ALL) return yield* showBroadcasts(ctx)
     const verified = new Set((yield* ctx.history.pins()).filter((p) => p.verified).map((p) => p.username))
     const entries = withVerified(yield* ctx.history.conversation(user === undefined ? undefined : usernameKey(user)), verified)
     if (user !== undefined) ctx.state.unread.delete(usernameKey(user))

@@ -7,7 +7,9 @@
  */
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import type { BroadcastResult } from "../chat/Broadcast.ts"
 import { CLASSIC_WARNING } from "../domain/Classic.ts"
+import { ALL } from "../domain/Conversation.ts"
 import { type Mode, MODE_WORD } from "../domain/Mode.ts"
 import type { Peer } from "../domain/Peer.ts"
 import { usernameKey } from "../domain/Presence.ts"
@@ -15,6 +17,7 @@ import type { Ctx } from "./context.ts"
 import { promptOf } from "./context.ts"
 import type { Input } from "./LineEditor.ts"
 import { restAfter, type Word, words } from "./parse.ts"
+import { recipientLine } from "./render.ts"
 import type { Outcome } from "./Sends.ts"
 import { screen } from "./Screen.ts"
 import { type Line, paint, type Segment, tone } from "./style.ts"
@@ -166,6 +169,38 @@ export const msg = (ctx: Ctx, line: string, ws: ReadonlyArray<Word>) =>
     if (ctx.state.unread.delete(key)) refreshPrompt(ctx)
     echoSent(ctx, user, text)
     yield* ctx.sends.send(user, text, mode)
+  })
+
+const FALLBACKS: Record<string, Mode> = { "--plain": "plain", "--classic": "classic-3des" }
+
+/** How a broadcast went, once it went: each copy not delivered (the deliveries are their events). */
+const reportAll = (ctx: Ctx, r: BroadcastResult) => {
+  const lines = r.recipients.filter((c) => c.state !== "delivered")
+  if (r.recipients.length === 0) return ctx.out.fail("nobody is online; 'users' lists who is")
+  if (ctx.out.json) ctx.out.result([], { event: "broadcast", ...r })
+  for (const c of lines) {
+    const line = recipientLine(c)
+    if (c.state === "pending" || c.state === "failed") ctx.out.fail(line)
+    else if (!ctx.out.json) ctx.out.text([tone("dim", `  ${line}`)])
+  }
+  if (!r.recipients.some((c) => c.state === "delivered" || c.state === "sent" || c.state === "pending" || c.state === "failed")) {
+    ctx.out.fail("nobody can be sent to securely; `all --plain TEXT` or `all --classic TEXT` reaches the others")
+  }
+}
+
+/** `all [--plain|--classic] TEXT`: one message to everyone online, in the background. */
+export const all = (ctx: Ctx, line: string, ws: ReadonlyArray<Word>) =>
+  Effect.gen(function*() {
+    const flag = ws[1] !== undefined && !ws[1].quoted ? FALLBACKS[ws[1].text.toLowerCase()] : undefined
+    const text = restAfter(line, ws, flag === undefined ? 0 : 1)
+    if (text.trim() === "") return ctx.out.usage("all [--plain|--classic] TEXT")
+    echoSent(ctx, ALL, text)
+    yield* ctx.sends.track(ctx.initiator.broadcast(text, flag).pipe(
+      Effect.match({
+        onFailure: (e) => ctx.out.fail(`not sent: ${e.message}`),
+        onSuccess: (r) => reportAll(ctx, r)
+      })
+    ))
   })
 
 /** A paste of several lines: one message to the current conversation, after a yes for a long one. */

@@ -8,6 +8,7 @@
  * that starts with one slash), or is exactly a command with its arguments: a word alone
  * (`quit`, `history`, `users`), or a word and a known name (`history carol`, `msg carol hi`).
  */
+import { ALL } from "../domain/Conversation.ts"
 
 /** A word of the line, and where it ends (the rest of the line after it is kept as typed). */
 export interface Word {
@@ -59,7 +60,8 @@ export const COMMANDS = {
   chat: { args: "[USER] [--secure|--plain|--classic]", help: "make USER the current conversation: plain lines go to USER" },
   msg: { args: "USER TEXT", help: "send one message to USER (secure when the peer can)" },
   say: { args: "TEXT", help: "send TEXT to the current conversation, even if it looks like a command" },
-  history: { args: "[USER | --all]", help: "the conversation with USER, else the current one, else all (--all: all)" },
+  all: { args: "[--plain|--classic] TEXT", help: "send TEXT to everyone online (secure; a flag also reaches the others)" },
+  history: { args: "[USER | *all* | --all]", help: "the conversation with USER, else the current one, else all; *all*: the broadcasts" },
   away: { args: "", help: "tell the others you are away" },
   back: { args: "", help: "tell the others you are back" },
   whoami: { args: "", help: "your name, fingerprint, ports and data dir" },
@@ -102,7 +104,7 @@ export const parse = (line: string, inConversation: boolean, known: (name: strin
   if (!isCommand(word)) return { _tag: "text", text: line }
   if (ws.length === 1 && BARE.has(word)) return command(word)
   const name = ws[1]
-  if (word === "history" && ws.length === 2 && name?.text === "--all") return command(word)
+  if (word === "history" && ws.length === 2 && (name?.text === "--all" || name?.text === ALL)) return command(word)
   if (NAMED.has(word) && name !== undefined && known(name.text)) {
     if (word === "history" || word === "verify") return ws.length === 2 ? command(word) : { _tag: "text", text: line }
     return command(word)
@@ -139,7 +141,9 @@ export const complete = (line: string, names: ReadonlyArray<string>, inConversat
   const word = ws[0]?.text.toLowerCase() ?? ""
   const commandLike = slash || !inConversation || (isCommand(word) && index <= 1)
   if (commandLike && isCommand(word)) {
+    if (index === 1 && word === "history") return [[...namesFor(current), ...byPrefix([ALL], current)].map((n) => `${n} `), current]
     if (index === 1 && NAMED.has(word)) return [namesFor(current).map((n) => `${n} `), current]
+    if (index === 1 && word === "all") return [byPrefix(["--plain", "--classic"], current), current]
     if (index >= 2 && word === "chat") return [byPrefix(FLAGS, current), current]
     return [[], current]
   }

@@ -5,7 +5,8 @@
  */
 import type { StatsView } from "../chat/StatsSnapshot.ts"
 import type { UiEvent } from "../services/Events.ts"
-import type { HistoryEntry } from "../services/History.ts"
+import type { RecipientResult } from "../chat/Broadcast.ts"
+import { ALL, type ConversationEntry, type HistoryEntry } from "../services/History.ts"
 import type { PeerView } from "../services/PeerSnapshot.ts"
 import { clean, escapeChar, UNSAFE } from "../domain/Text.ts"
 import { type Line, plain, type Segment, tone } from "./style.ts"
@@ -21,6 +22,9 @@ export { clean }
 export const toJson = (value: unknown): string => JSON.stringify(value).replace(UNSAFE, escapeChar)
 
 export type MessageEvent = Extract<UiEvent, { readonly event: "message" }>
+
+/** What marks a broadcast (the `*all*` conversation) beside its sender's or recipient's name. */
+const TO_EVERYONE = " (to everyone)"
 
 /** What marks a secure message with a peer whose pinned key the user has not verified (`trust`). */
 const UNVERIFIED = " (key not verified)"
@@ -41,6 +45,7 @@ export const messageHead = (e: MessageEvent): ReadonlyArray<Segment> => {
     tone("time", `[${at === undefined ? "??:??:??" : clock(at)}${note === undefined ? "" : `, ${note}`}]`),
     " ",
     tone("name", e.from),
+    e.to === ALL ? tone("dim", TO_EVERYONE) : "",
     mark === "" ? "" : tone(e.mode === "noise" ? "dim" : "warn", mark),
     ": "
   ]
@@ -96,9 +101,45 @@ export const historyLine = (h: ShownEntry): string => {
   const at = parseTime(h.at)
   const when = at === undefined ? h.at : stamp(at)
   const mode = h.mode === "noise" ? (h.verified === false ? UNVERIFIED : "") : h.mode === "plain" ? " [unencrypted]" : " [classic, not secure]"
+  const everyone = h.conversation === ALL ? TO_EVERYONE : ""
   return h.direction === "sent"
-    ? `[${when}] me -> ${clean(h.peer)}: ${clean(h.text)} (${h.state})${mode}`
-    : `[${when}] ${clean(h.peer)}: ${clean(h.text)}${mode}`
+    ? `[${when}] me -> ${clean(h.peer)}${everyone}: ${clean(h.text)} (${h.state})${mode}`
+    : `[${when}] ${clean(h.peer)}${everyone}: ${clean(h.text)}${mode}`
+}
+
+/** The recipients of a broadcast by state: `delivered to bob, carol; pending for dave`. */
+export const recipientsNote = (recipients: ReadonlyArray<{ readonly peer: string; readonly state: string }>): string =>
+  ([["delivered", "delivered to"], ["sent", "sent to"], ["pending", "pending for"]] as const)
+    .map(([state, words]) => [words, recipients.filter((r) => r.state === state).map((r) => clean(r.peer))] as const)
+    .filter(([, peers]) => peers.length > 0)
+    .map(([words, peers]) => `${words} ${peers.join(", ")}`)
+    .join("; ")
+
+/**
+ * A line of a conversation such as `*all*`: a broadcast sent, once, with its recipients
+ * (`[time] me -> *all*: hello (delivered to bob; pending for dave)`), or one received.
+ */
+export const conversationLine = (c: ConversationEntry): string => {
+  if (c.direction === "received") return historyLine(c)
+  const at = parseTime(c.at)
+  return `[${at === undefined ? c.at : stamp(at)}] me -> ${clean(c.conversation)}: ${clean(c.text)} (${recipientsNote(c.recipients)})`
+}
+
+/** How one recipient's copy of a broadcast went, as `send --all` and the console's `all` say it. */
+export const recipientLine = (r: RecipientResult): string => {
+  const why = r.reason === undefined ? "" : `: ${r.reason}`
+  switch (r.state) {
+    case "delivered":
+      return `delivered to ${r.peer}`
+    case "sent":
+      return `sent to ${r.peer} (classic peers do not confirm delivery)`
+    case "pending":
+      return `pending for ${r.peer}${why}`
+    case "failed":
+      return `not sent to ${r.peer}${why}`
+    case "skipped":
+      return `skipped ${r.peer}${why}`
+  }
 }
 
 /**

@@ -126,8 +126,10 @@ describe("usage errors: one line on stderr with the help to read, exit 2, nothin
     for (const command of ["start", "send", "history", "config", "help"]) expect(all.stdout).toContain(command)
     const send = await runCli(["help", "send"])
     expect(send.code, send.stderr).toBe(0)
-    expect(send.stdout).toContain("p2pchat send [flags] <user> <text...>")
+    // USER is absent with --all, so both are shown as optional; the command checks them
+    expect(send.stdout).toContain("p2pchat send [flags] [<user>] [<text...>]")
     expect(send.stdout).toContain("--wait")
+    expect(send.stdout).toContain("--all")
     expect(send.stdout).toEqual((await runCli(["send", "--help"])).stdout)
     const set = await runCli(["help", "config", "set"])
     expect(set.stdout).toContain("p2pchat config set [flags] <key> <value>")

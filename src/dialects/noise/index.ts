@@ -23,7 +23,7 @@ const outgoing = (secure: SecureChannel, label: string): OutgoingSession => {
   return {
     mode: "noise",
     acked: true,
-    send: (m) => secure.send({ type: "msg", id: m.id, text: m.text, sentAt: m.sentAt }),
+    send: (m) => secure.send({ type: "msg", id: m.id, text: m.text, sentAt: m.sentAt, ...(m.to === undefined ? {} : { to: m.to }) }),
     replies,
     proven: provenOf(secure)
   }
