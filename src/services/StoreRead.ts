@@ -35,6 +35,15 @@ import { migrate } from "./StoreSchema.ts"
 export const noDataDir = (dir: string): string =>
   `no p2pchat data dir at ${dir} (start a node there first, or check --data-dir)`
 
+/** Whether the nearest existing ancestor of `dir` is not a directory. */
+const underAFile = (dir: string): boolean => {
+  for (let p = path.dirname(dir); ; p = path.dirname(p)) {
+    const stat = fs.statSync(p, { throwIfNoEntry: false })
+    if (stat !== undefined) return !stat.isDirectory()
+    if (path.dirname(p) === p) return false
+  }
+}
+
 /** Fails unless `dir` is an existing directory (or a link to one): a read-only command creates none. */
 export const requireDataDir = (dir: string): Effect.Effect<void, StoreError> =>
   Effect.suspend(() => {
@@ -45,7 +54,14 @@ export const requireDataDir = (dir: string): Effect.Effect<void, StoreError> =>
       const why = errorCode(e) === "ENOTDIR" ? "a part of the path is a file, not a directory" : errorMessage(e)
       return Effect.fail(new StoreError({ message: `cannot use data directory ${dir}: ${why}; ${CHOOSE_ANOTHER}` }))
     }
-    if (stat === undefined) return Effect.fail(new StoreError({ message: noDataDir(dir) }))
+    if (stat === undefined) {
+      // Node 24 and later answer "no entry" (not ENOTDIR) for a path under a regular file
+      return Effect.fail(new StoreError({
+        message: underAFile(dir)
+          ? `cannot use data directory ${dir}: a part of the path is a file, not a directory; ${CHOOSE_ANOTHER}`
+          : noDataDir(dir)
+      }))
+    }
     if (!stat.isDirectory()) {
       return Effect.fail(new StoreError({ message: `data directory ${dir} exists but is not a directory; ${CHOOSE_ANOTHER}` }))
     }

@@ -369,7 +369,9 @@ const snapshot = (dir: string) =>
 
 const isRoot = process.getuid?.() === 0
 const NOBODY = 65534
-const canDropToNobody = isRoot && spawnSync("setpriv", ["--version"]).status === 0
+/** Root, setpriv, and a program nobody may read and run (CI's clones live in a private temp dir). */
+const canDropToNobody = isRoot && spawnSync("setpriv", ["--version"]).status === 0 &&
+  spawnSync("setpriv", [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", process.execPath, BIN, "--version"]).status === 0
 
 /** A data dir as a stopped node leaves it: history, identity, profile; then made read-only (555, files 444). */
 const readOnlyDataDir = async (owner?: number) => {
