@@ -28,6 +28,7 @@ import { configCommand } from "./cli/config.ts"
 import { exitWith, flushOutput, presenter, report, signalCode, watchSignals } from "./cli/output.ts"
 import { history, peers, stats, whoami } from "./cli/read.ts"
 import { send } from "./cli/send.ts"
+import { groupCommand } from "./cli/group.ts"
 
 /** Prints every UI event until interrupted (Ctrl-C). */
 const showEvents = (config: NodeConfig) =>
@@ -118,7 +119,7 @@ const trust = Command.make("trust", {
     }).pipe(Effect.scoped, Effect.provide(clientRole(config)))
   }).pipe(inCommand("trust"))).pipe(Command.withDescription("accept the key of USER whose fingerprint you compared"))
 
-const commands = [start, announce, discover, respond, chat, peers, stats, send, history, whoami, trust, configCommand] as const
+const commands = [start, announce, discover, respond, chat, peers, stats, send, history, whoami, trust, groupCommand, configCommand] as const
 
 /** How `help` shows a command's help: as `COMMAND --help` would (set once `root` exists). */
 const showHelp: { run: (words: ReadonlyArray<string>) => Effect.Effect<void, unknown, Command.Environment> } = {

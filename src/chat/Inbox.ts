@@ -16,10 +16,13 @@ import { usernameKey } from "../domain/Presence.ts"
 import type { IncomingSession, Received } from "../dialects/Dialect.ts"
 import { SessionError } from "../dialects/noise/channel.ts"
 import { Events } from "../services/Events.ts"
+import { groupConversation, groupIdOf } from "../domain/Conversation.ts"
+import { keyId } from "../services/Crypto.ts"
 import { ALL, History } from "../services/History.ts"
 import { PeerRegistry } from "../services/PeerRegistry.ts"
 import { Store } from "../services/Store.ts"
 import { believeFrom } from "../trust/Trust.ts"
+import { Groups } from "./Groups.ts"
 import { Stats } from "./Stats.ts"
 
 /** Who sent a message: the name shown, and the key its conversation is filed under. */
@@ -53,29 +56,28 @@ export class Inbox extends Context.Service<Inbox, {
   readonly unprovenSender: (address: string) => (claimedFrom: string | undefined) => Effect.Effect<Sender>
 }>()("p2pchat/Inbox") {}
 
-export const make = Effect.gen(function*() {
-  const history = yield* History
-  const store = yield* Store
-  const events = yield* Events
-  const registry = yield* PeerRegistry
-  const stats = yield* Stats
-
-  const storageFailed = (sender: Sender, label: string, e: { readonly message: string }) =>
+/** The store-once, durable, ack, show step, and the group messages that lead to it. */
+const receivers = (deps: {
+  readonly history: History["Service"]
+  readonly store: Store["Service"]
+  readonly events: Events["Service"]
+  readonly stats: Stats["Service"]
+  readonly groups: Groups["Service"]
+  readonly storageFailed: (sender: Sender, label: string, e: { readonly message: string }) => Effect.Effect<void>
+}) => {
+  const { history, store, events, stats, groups, storageFailed } = deps
+  /** Stores a message once, makes it durable, acks it, then shows it (with `shown`'s fields). */
+  const keep = (
+    inbound: Inbound,
+    r: Parameters<Handler<"msg">>[1],
+    sender: Sender,
+    conversation: string | undefined,
+    shown: { readonly to?: string; readonly group?: string }
+  ) =>
     Effect.gen(function*() {
-      yield* stats.add("storageFailures")
-      const message = `could not store a message from ${sender.name} (${label}), not acknowledged: ${e.message}`
-      yield* Effect.logError(`responder: ${message}`)
-      yield* events.publish({ event: "error", message })
-    })
-
-  const msg: Handler<"msg"> = (inbound, r) =>
-    Effect.gen(function*() {
-      const sender = yield* inbound.sender(r.claimedFrom)
       const { id, text } = r.inner
       const at = new Date(yield* Clock.currentTimeMillis)
-      // a broadcast is filed in its conversation too; a `to` this version does not know is ignored
-      const to = r.inner.to === ALL ? { to: ALL } : {}
-      const stored = yield* history.recordReceived({ id, peer: sender.key, text, at, mode: r.mode, conversation: to.to }).pipe(
+      const stored = yield* history.recordReceived({ id, peer: sender.key, text, at, mode: r.mode, conversation }).pipe(
         Effect.tap(() => r.wantsAck ? store.durable : Effect.void),
         Effect.map(Option.some),
         Effect.catch((e) => Effect.as(storageFailed(sender, inbound.label, e), Option.none<boolean>()))
@@ -89,7 +91,60 @@ export const make = Effect.gen(function*() {
       // The sender's clock, as its frame says (secure frames carry it): shown beside the arrival.
       const sentAt = Date.parse(r.inner.sentAt)
       const sent = Number.isFinite(sentAt) ? { sentAt: new Date(sentAt).toISOString() } : {}
-      yield* events.publish({ event: "message", id, from: sender.name, text, mode: r.mode, at: at.toISOString(), ...sent, ...verified, ...to })
+      yield* events.publish({ event: "message", id, from: sender.name, text, mode: r.mode, at: at.toISOString(), ...sent, ...verified, ...shown })
+    })
+
+  /**
+   * A group message (protocol.md 5.5): a newer signed list is stored; one from a sender that
+   * is not a member (by the key its session proved) is refused: acked, so that it is not sent
+   * again, but neither stored nor shown as a message, and the user is told.
+   */
+  const groupMsg = (inbound: Inbound, r: Parameters<Handler<"msg">>[1], sender: Sender) =>
+    Effect.gen(function*() {
+      const carried = r.inner.group!
+      const proven = inbound.session.proven
+      const who = { name: proven?.username ?? sender.name, key: proven === undefined ? "" : keyId(proven.key) }
+      const decision = yield* groups.receive(who, carried, r.inner.left === true).pipe(
+        Effect.catch((e) => Effect.as(storageFailed(sender, inbound.label, e), undefined))
+      )
+      if (decision === undefined) return
+      if (decision._tag === "Refuse") {
+        const message = `refused a message for the group ${carried.name} (${carried.id}) from ${who.name}: ${decision.reason}`
+        yield* Effect.logWarning(`responder: ${message}`)
+        yield* events.publish({ event: "warning", message })
+        return yield* inbound.session.ack(r.inner.id)
+      }
+      const conversation = groupConversation(carried.id)
+      yield* keep(inbound, r, sender, conversation, { to: conversation, group: decision.state.name })
+    })
+  return { keep, groupMsg }
+}
+
+export const make = Effect.gen(function*() {
+  const history = yield* History
+  const store = yield* Store
+  const events = yield* Events
+  const registry = yield* PeerRegistry
+  const stats = yield* Stats
+  const groups = yield* Groups
+
+  const storageFailed = (sender: Sender, label: string, e: { readonly message: string }) =>
+    Effect.gen(function*() {
+      yield* stats.add("storageFailures")
+      const message = `could not store a message from ${sender.name} (${label}), not acknowledged: ${e.message}`
+      yield* Effect.logError(`responder: ${message}`)
+      yield* events.publish({ event: "error", message })
+    })
+
+  const { keep, groupMsg } = receivers({ history, store, events, stats, groups, storageFailed })
+
+  const msg: Handler<"msg"> = (inbound, r) =>
+    Effect.gen(function*() {
+      const sender = yield* inbound.sender(r.claimedFrom)
+      const to = r.inner.to
+      if (r.mode === "noise" && r.inner.group !== undefined && groupIdOf(to) === r.inner.group.id) return yield* groupMsg(inbound, r, sender)
+      // a broadcast is filed in its conversation too; a `to` this version does not know is ignored
+      return yield* keep(inbound, r, sender, to === ALL ? ALL : undefined, to === ALL ? { to: ALL } : {})
     })
 
   const ack: Handler<"ack"> = (inbound) =>

@@ -8,7 +8,8 @@
  * pinned name gets plain or classic only when asked for, with a warning before it leaves;
  * a secure message to a pinned name that announces no key waits (pending) for one that does.
  *
- * `broadcast` sends one message to every peer online, a copy per recipient (Broadcast.ts).
+ * `broadcast` sends one message to every peer online, a copy per recipient (Broadcast.ts);
+ * `group` one to a group's members, a copy per member (GroupSend.ts).
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -29,6 +30,8 @@ import { PeerRegistry } from "../services/PeerRegistry.ts"
 import { History } from "../services/History.ts"
 import { Trust } from "../trust/Trust.ts"
 import { type BroadcastResult, makeBroadcast } from "./Broadcast.ts"
+import { Groups, type Changed } from "./Groups.ts"
+import { type GroupSendResult, makeGroupSend } from "./GroupSend.ts"
 import { Links } from "./Links.ts"
 import { Outbox, type UnstoredMessage } from "./Outbox.ts"
 import { SendError } from "./SendError.ts"
@@ -51,6 +54,10 @@ export class Initiator extends Context.Service<Initiator, {
    * a secure session; `mode` (plain, classic-3des) reaches the others, skipped without it.
    */
   readonly broadcast: (text: string, mode?: Mode) => Effect.Effect<BroadcastResult, SendError>
+  /** Sends one message to a group's members (GroupSend.ts): `ref` is its name or id. */
+  readonly group: (ref: string, text: string) => Effect.Effect<GroupSendResult, SendError>
+  /** Tells a group's members of a change made here (Groups.create, change, leave). */
+  readonly groupChanged: (change: Changed) => Effect.Effect<GroupSendResult, SendError>
   /** Resends pending messages to online p2pchat peers (with their ids); how many got delivered. */
   readonly retryPending: (username?: string) => Effect.Effect<number>
   /** Closes the connections to a peer, or to every peer. */
@@ -106,6 +113,7 @@ export const make = Effect.gen(function*() {
   const links = yield* Links
   const trust = yield* Trust
   const broadcast = makeBroadcast({ config, registry, events, outbox, trust, history: yield* History, refusal })
+  const groups = makeGroupSend({ registry, outbox, groups: yield* Groups })
 
   const send = (username: string, text: string, mode?: Mode): Effect.Effect<SendResult, SendError> =>
     Effect.gen(function*() {
@@ -136,6 +144,8 @@ export const make = Effect.gen(function*() {
   return Initiator.of({
     send,
     broadcast,
+    group: groups.send,
+    groupChanged: groups.notify,
     retryPending: outbox.retryPending,
     close: (username) => links.close(username === undefined ? undefined : usernameKey(username)),
     unstored: outbox.unstored

@@ -33,6 +33,7 @@ import { History, type HistoryEntry, type NewMessage } from "../services/History
 import { PeerRegistry, type RegistryChange } from "../services/PeerRegistry.ts"
 import { Store } from "../services/Store.ts"
 import { Trust } from "../trust/Trust.ts"
+import { Groups } from "./Groups.ts"
 import { Links } from "./Links.ts"
 import { SendError } from "./SendError.ts"
 import { Stats } from "./Stats.ts"
@@ -68,6 +69,7 @@ const Deps = Effect.gen(function*() {
     registry: yield* PeerRegistry,
     links: yield* Links,
     trust: yield* Trust,
+    groups: yield* Groups,
     stats: yield* Stats,
     tuning: yield* InitiatorTuning
   }
@@ -78,13 +80,15 @@ const storageError = (what: string, cause: { readonly message: string }) =>
   new SendError({ reason: "Storage", cause, message: `${what}: ${cause.message}` })
 
 /** Delivery of one message; `inFlight` holds the ids being sent now, so a retry does not race them. */
-const makeDelivery = ({ history, links, stats, store, events }: Deps, inFlight: Set<string>) => ({
+const makeDelivery = ({ history, links, stats, store, events, groups }: Deps, inFlight: Set<string>) => ({
   /** To a p2pchat peer: the frame and the fsync of its pending row at once, then the mark. */
   p2p: (peer: Peer, entry: Pick<HistoryEntry, "id" | "text" | "at" | "mode"> & { readonly conversation?: string | undefined }) =>
     Effect.gen(function*() {
       inFlight.add(entry.id)
+      // a group's copy carries the group's list as it is now (protocol.md 5.5)
+      const group = yield* groups.wire(entry.conversation)
       yield* Effect.all([
-        links.deliver(peer, entry.mode, { id: entry.id, text: entry.text, sentAt: entry.at, to: entry.conversation }),
+        links.deliver(peer, entry.mode, { id: entry.id, text: entry.text, sentAt: entry.at, to: entry.conversation, group }),
         Effect.mapError(store.durable, (e) => storageError(`delivered to ${peer.username}, but could not store it durably`, e))
       ], { concurrency: "unbounded", discard: true })
       const changed = yield* history.setState(entry.id, peer.key, "delivered").pipe(

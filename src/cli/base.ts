@@ -32,6 +32,7 @@ export const modules = {
   crypto: load(() => import("../services/Crypto.ts")),
   discovery: load(() => import("../services/Discovery.ts")),
   events: load(() => import("../services/Events.ts")),
+  groups: load(() => import("../chat/Groups.ts")),
   history: load(() => import("../services/History.ts")),
   initiator: load(() => import("../chat/Initiator.ts")),
   presence: load(() => import("../services/PresenceSocket.ts")),

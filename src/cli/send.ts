@@ -24,6 +24,7 @@ import type { Initiator, SendResult } from "../chat/Initiator.ts"
 import type { PeerRegistry } from "../services/PeerRegistry.ts"
 import { recipientLine, toJson } from "../ui/render.ts"
 import { base, fail, inCommand, modules, printLine, printWarning, resolveNamed } from "./base.ts"
+import { reportGroup } from "./group.ts"
 
 const DEFAULT_WAIT_MS = 3000
 
@@ -156,6 +157,14 @@ const deliver = <A, E>(
     )
   })
 
+/** `send '#NAME' TEXT`: to the members of a group, over the peers the data dir's node saved. */
+const toGroup = (config: NodeConfig, ref: string, text: string) =>
+  Effect.gen(function*() {
+    const { clientRole } = yield* modules.roles
+    const { Initiator } = yield* modules.initiator
+    return yield* Effect.flatMap(Initiator, (i) => i.group(ref, text)).pipe(Effect.scoped, Effect.provide(clientRole(config)))
+  })
+
 /** What `send` prints for one USER, and its failure when the message is held. */
 const reportOne = (config: NodeConfig, result: SendResult) =>
   Effect.gen(function*() {
@@ -204,6 +213,10 @@ export const send = Command.make("send", {
     const mode: Mode | undefined = chosen[0] === undefined ? undefined : modeOfWord(chosen[0])
     const waitMs = yield* parseWait(Option.getOrUndefined(p.wait))
     const config = yield* resolveNamed(yield* base)
+    if (!p.all && first!.startsWith("#")) {
+      if (mode !== undefined && mode !== "noise") return yield* new UsageError({ message: "a group message is secure only: no --plain or --classic" })
+      return yield* reportGroup(config, yield* toGroup(config, first!, words.join(" ")))
+    }
     if (!p.all) return yield* reportOne(config, yield* deliver(config, first, waitMs, () => sendWhenKnown(first!, words.join(" "), mode, waitMs)))
     yield* reportAll(config, yield* deliver(config, undefined, waitMs, (listening) => broadcastAfter(words, mode, waitMs, listening)))
   }).pipe(inCommand("send"))).pipe(

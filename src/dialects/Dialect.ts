@@ -14,6 +14,7 @@
  */
 import type * as Effect from "effect/Effect"
 import type { Inner } from "../domain/Frames.ts"
+import type { GroupState } from "../domain/Group.ts"
 import type { Mode } from "../domain/Mode.ts"
 import type { SessionError } from "./noise/channel.ts"
 
@@ -24,6 +25,8 @@ export interface OutgoingMessage {
   readonly sentAt: string
   /** Beyond the peer, the conversation it was sent to (`*all*`): said in a secure session only. */
   readonly to?: string | undefined
+  /** A group message's signed member list, and whether the sender left: secure sessions only. */
+  readonly group?: { readonly state: GroupState; readonly left: boolean } | undefined
 }
 
 export interface OutgoingSession {

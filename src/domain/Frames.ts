@@ -4,6 +4,7 @@
  */
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
+import { GroupState } from "./Group.ts"
 import { oneLine, Username } from "./Presence.ts"
 
 /** A message id: a UUID from p2pchat senders; any short printable token is accepted. */
@@ -67,7 +68,15 @@ export const InnerMessage = Schema.Struct({
    * 5.3). Any string decodes, so that a later value ("#group") does not end an older
    * receiver's session; a receiver acts only on the values it knows.
    */
-  to: Schema.optionalKey(Schema.String)
+  to: Schema.optionalKey(Schema.String),
+  /**
+   * A group message (`to` is `#` and the group id): the group's member list as its creator
+   * signed it, the newest the sender holds (protocol.md 5.5). A receiver that does not know
+   * groups ignores it, and shows the message as one-to-one.
+   */
+  group: Schema.optionalKey(GroupState),
+  /** In a group message: the sender has left the group (its text says so to every member). */
+  left: Schema.optionalKey(Schema.Literal(true))
 })
 export const InnerAck = Schema.Struct({ type: Schema.Literal("ack"), id: MessageId })
 export const Inner = Schema.Union([InnerMessage, InnerAck])

@@ -18,6 +18,7 @@ import * as References from "effect/References"
 import * as Stream from "effect/Stream"
 import { clean } from "../domain/Text.ts"
 import * as Initiator from "../chat/Initiator.ts"
+import * as Groups from "../chat/Groups.ts"
 import * as Inbox from "../chat/Inbox.ts"
 import * as Links from "../chat/Links.ts"
 import * as Outbox from "../chat/Outbox.ts"
@@ -152,10 +153,14 @@ const discovering = Layer.mergeAll(Discovery.layer, PeerSnapshot.layer, PeerRegi
 export const discoverRole = (config: NodeConfig) => discovering.pipe(Layer.provideMerge(listening(config, "discover")))
 
 /** The sending side: the Initiator over the Outbox over the Links. */
-export const sending = Initiator.layer.pipe(Layer.provideMerge(Outbox.layer), Layer.provideMerge(Links.layer))
+export const sending = Initiator.layer.pipe(
+  Layer.provideMerge(Outbox.layer),
+  Layer.provideMerge(Links.layer),
+  Layer.provideMerge(Groups.layer)
+)
 
 /** The receiving side: the Responder and the Inbox its sessions deliver to. */
-export const receiving = Responder.layer.pipe(Layer.provideMerge(Inbox.layer))
+export const receiving = Responder.layer.pipe(Layer.provideMerge(Inbox.layer), Layer.provideMerge(Groups.layer))
 
 /**
  * A chat side with the stats, the transport and trust it needs, over storage, a registry and

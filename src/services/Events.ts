@@ -32,8 +32,10 @@ export type UiEvent =
     readonly sentAt?: string
     /** Secure messages only: whether the user verified the sender's pinned key (`trust`). */
     readonly verified?: boolean
-    /** A broadcast (`*all*`): sent to everyone, not to this node alone. */
+    /** A broadcast (`*all*`): sent to everyone, not to this node alone; a group's message: `#` and its id. */
     readonly to?: string
+    /** A group's message: the group's name. */
+    readonly group?: string
   }
   | { readonly event: "delivered"; readonly id: string; readonly to: string }
   | { readonly event: "warning"; readonly message: string }

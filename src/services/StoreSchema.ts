@@ -75,6 +75,29 @@ const migrations: ReadonlyArray<string> = [
   `
   ALTER TABLE messages ADD COLUMN conversation TEXT;
   CREATE INDEX messages_conversation ON messages (conversation, seq) WHERE conversation IS NOT NULL;
+  `,
+  // 5: groups (protocol.md 5.5): the newest signed version of each group this node is in (or
+  // was: left_at), its members in order; its messages are in `messages` with conversation
+  // '#' and the group id, one row per member's copy
+  `
+  CREATE TABLE groups (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    name_key TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    creator TEXT NOT NULL,
+    sig TEXT NOT NULL,
+    left_at TEXT,
+    updated_at TEXT NOT NULL
+  );
+  CREATE INDEX groups_name ON groups (name_key);
+  CREATE TABLE group_members (
+    group_id TEXT NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (group_id, position)
+  );
   `
 ]
 

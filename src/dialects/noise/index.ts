@@ -23,7 +23,15 @@ const outgoing = (secure: SecureChannel, label: string): OutgoingSession => {
   return {
     mode: "noise",
     acked: true,
-    send: (m) => secure.send({ type: "msg", id: m.id, text: m.text, sentAt: m.sentAt, ...(m.to === undefined ? {} : { to: m.to }) }),
+    send: (m) =>
+      secure.send({
+        type: "msg",
+        id: m.id,
+        text: m.text,
+        sentAt: m.sentAt,
+        ...(m.to === undefined ? {} : { to: m.to }),
+        ...(m.group === undefined ? {} : { group: m.group.state, ...(m.group.left ? { left: true as const } : {}) })
+      }),
     replies,
     proven: provenOf(secure)
   }

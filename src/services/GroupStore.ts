@@ -1,0 +1,91 @@
+/**
+ * The groups of a node in its Store (StoreSchema step 5): the newest signed version of each
+ * group it is in, or was in (`leftAt`), with its members in order. A version is replaced only
+ * by one that supersedes it (domain/Group.ts), checked inside the write transaction, so two
+ * processes on one data dir cannot put an older version back.
+ */
+import * as Effect from "effect/Effect"
+import { type GroupState, supersedes } from "../domain/Group.ts"
+import { usernameKey } from "../domain/Presence.ts"
+import { HistoryError } from "./History.ts"
+import type { SqlDb } from "./Sql.ts"
+
+/** A group as this node holds it. */
+export interface StoredGroup {
+  readonly state: GroupState
+  /** When this node's user left it (ISO 8601); undefined while a member. */
+  readonly leftAt?: string | undefined
+}
+
+interface GroupRow {
+  readonly id: string
+  readonly name: string
+  readonly version: number
+  readonly creator: string
+  readonly sig: string
+  readonly left_at: string | null
+}
+
+const attempt = <A>(what: string, f: () => A): Effect.Effect<A, HistoryError> =>
+  Effect.try({ try: f, catch: (e) => new HistoryError({ message: `${what}: ${e instanceof Error ? e.message : String(e)}` }) })
+
+export const makeGroupStore = (db: SqlDb) => {
+  const s = {
+    one: db.prepare<{ id: string }, GroupRow>(`SELECT id, name, version, creator, sig, left_at FROM groups WHERE id = @id`),
+    all: db.prepare<[], GroupRow>(`SELECT id, name, version, creator, sig, left_at FROM groups ORDER BY name_key, id`),
+    named: db.prepare<{ key: string }, GroupRow>(
+      `SELECT id, name, version, creator, sig, left_at FROM groups WHERE name_key = @key ORDER BY id`
+    ),
+    members: db.prepare<{ id: string }, { name: string; key: string }>(
+      `SELECT name, key FROM group_members WHERE group_id = @id ORDER BY position`
+    ),
+    upsert: db.prepare<{ id: string; name: string; key: string; version: number; creator: string; sig: string; at: string }>(
+      `INSERT INTO groups (id, name, name_key, version, creator, sig, updated_at)
+       VALUES (@id, @name, @key, @version, @creator, @sig, @at)
+       ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_key = excluded.name_key, version = excluded.version,
+         creator = excluded.creator, sig = excluded.sig, updated_at = excluded.updated_at`
+    ),
+    clearMembers: db.prepare<{ id: string }>(`DELETE FROM group_members WHERE group_id = @id`),
+    addMember: db.prepare<{ id: string; position: number; name: string; key: string }>(
+      `INSERT INTO group_members (group_id, position, name, key) VALUES (@id, @position, @name, @key)`
+    ),
+    setLeft: db.prepare<{ id: string; at: string }>(`UPDATE groups SET left_at = @at WHERE id = @id`)
+  }
+
+  const read = (row: GroupRow): StoredGroup => ({
+    state: {
+      id: row.id,
+      name: row.name,
+      version: row.version,
+      creator: row.creator,
+      sig: row.sig,
+      members: s.members.all({ id: row.id }).map((m) => ({ name: m.name, key: m.key }))
+    },
+    leftAt: row.left_at ?? undefined
+  })
+
+  const get = (id: string): StoredGroup | undefined => {
+    const row = s.one.get({ id })
+    return row === undefined ? undefined : read(row)
+  }
+
+  return {
+    get: (id: string) => attempt("could not read groups", () => get(id)),
+    list: attempt("could not read groups", () => s.all.all().map(read)),
+    named: (name: string) => attempt("could not read groups", () => s.named.all({ key: usernameKey(name) }).map(read)),
+    /** Stores `state` unless the version held supersedes it or is it; true when stored. */
+    put: (state: GroupState, at: Date) =>
+      attempt("could not store the group", () =>
+        db.transaction(() => {
+          const held = get(state.id)
+          if (held !== undefined && !supersedes(state, held.state)) return false
+          s.upsert.run({ ...state, key: usernameKey(state.name), at: at.toISOString() })
+          s.clearMembers.run({ id: state.id })
+          state.members.forEach((m, position) => s.addMember.run({ id: state.id, position, name: m.name, key: m.key }))
+          return true
+        }, "immediate")),
+    leave: (id: string, at: Date) => attempt("could not store the group", () => void s.setLeft.run({ id, at: at.toISOString() }))
+  }
+}
+
+export type GroupStore = ReturnType<typeof makeGroupStore>
