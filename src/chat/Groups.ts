@@ -27,6 +27,7 @@ import { Crypto, keyId } from "../services/Crypto.ts"
 import { type StoredGroup, makeGroupStore } from "../services/GroupStore.ts"
 import { History } from "../services/History.ts"
 import { PeerRegistry } from "../services/PeerRegistry.ts"
+import type { SqlDb } from "../services/Sql.ts"
 import { Store } from "../services/Store.ts"
 
 export class GroupError extends Data.TaggedError("GroupError")<{
@@ -110,6 +111,15 @@ const resolveIn = (store: ReturnType<typeof makeGroupStore>, ref: string) =>
       message: `${found.length} groups are named '${text}' here (ids ${found.map((g) => g.state.id).join(", ")}): give its id instead`
     })
   })
+
+/**
+ * The group `ref` names in a database read without the service (`p2pchat history '#NAME'`,
+ * on a data dir opened read-only): as `Groups.resolve` finds it.
+ */
+export const resolveInDb = (db: SqlDb, ref: string): Effect.Effect<StoredGroup, GroupError> =>
+  Effect.try({ try: () => makeGroupStore(db), catch: (e) => storage({ message: e instanceof Error ? e.message : String(e) }) }).pipe(
+    Effect.flatMap((store) => resolveIn(store, ref))
+  )
 
 /** The changes made here: create, add/remove (the creator), leave (a member). */
 const makeChanges = (deps: {

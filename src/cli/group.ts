@@ -10,33 +10,10 @@ import * as Command from "effect/cli/Command"
 import * as Effect from "effect/Effect"
 import type { Changed, GroupError, Groups } from "../chat/Groups.ts"
 import type { GroupSendResult } from "../chat/GroupSend.ts"
-import { fingerprintOfId } from "../domain/Fingerprint.ts"
-import { creatorOf } from "../domain/Group.ts"
-import type { StoredGroup } from "../services/GroupStore.ts"
 import { type NodeConfig, UsageError } from "../services/Config.ts"
+import { groupSummary, groupView, showLines, summaryLine } from "../ui/groupView.ts"
 import { recipientLine, toJson } from "../ui/render.ts"
 import { base, fail, inCommand, modules, printLine, resolve, resolveNamed } from "./base.ts"
-
-/** `group list --json`: one object per group. */
-export const groupSummary = (g: StoredGroup) => ({
-  id: g.state.id,
-  name: g.state.name,
-  version: g.state.version,
-  creator: creatorOf(g.state)?.name ?? null,
-  members: g.state.members.map((m) => m.name),
-  left: g.leftAt !== undefined
-})
-
-/** `group show --json`: the group with each member's key and fingerprint. */
-export const groupView = (g: StoredGroup) => ({
-  ...groupSummary(g),
-  members: g.state.members.map((m) => ({ name: m.name, key: m.key, fingerprint: fingerprintOfId(m.key) })),
-  ...(g.leftAt === undefined ? {} : { leftAt: g.leftAt })
-})
-
-const summaryLine = (g: StoredGroup) =>
-  `#${g.state.name}  ${g.state.members.length} member(s), version ${g.state.version}, id ${g.state.id}` +
-  (g.leftAt === undefined ? "" : " (left)")
 
 /** A GroupError as the command line says it: a usage error (exit 2) or a failure (exit 1). */
 const said = (e: GroupError) => e.reason === "Usage" ? new UsageError({ message: e.message }) : { message: e.message }
@@ -99,9 +76,7 @@ const read = (ref: string | undefined) =>
     if (ref !== undefined) {
       const g = found[0]!
       if (config.json) return yield* printLine(toJson(groupView(g)))
-      yield* printLine(summaryLine(g))
-      const creator = g.state.creator
-      for (const m of g.state.members) yield* printLine(`  ${m.name}${m.key === creator ? " (creator)" : ""}  ${fingerprintOfId(m.key)}`)
+      for (const line of showLines(g)) yield* printLine(line)
       return
     }
     if (config.json) return yield* printLine(toJson(found.map(groupSummary)))

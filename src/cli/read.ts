@@ -9,10 +9,11 @@ import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { ALL } from "../domain/Conversation.ts"
+import { ALL, groupConversation } from "../domain/Conversation.ts"
 import { usernameKey } from "../domain/Presence.ts"
 import { UsageError } from "../services/Config.ts"
-import { conversationLine, historyLine, peerLine, statsLines, toJson, withVerified } from "../ui/render.ts"
+import type { ConversationEntry } from "../services/History.ts"
+import { conversationLine, historyLine, peerLine, type ShownEntry, statsLines, toJson, withVerified } from "../ui/render.ts"
 import { base, fail, inCommand, modules, printLine, resolve } from "./base.ts"
 
 /** The data dir's database, read-only, for `use`; `empty` when the data dir has none yet. */
@@ -107,8 +108,37 @@ const historyFilters = (limit: string | undefined, since: string | undefined) =>
     return { limit: n, since: from }
   })
 
+type Rows =
+  | { readonly _tag: "conversation"; readonly rows: ReadonlyArray<ConversationEntry>; readonly group: string | undefined }
+  | { readonly _tag: "peer"; readonly rows: ReadonlyArray<ShownEntry> }
+
+type Keep = <H extends { readonly at: string; readonly text: string }>(all: ReadonlyArray<H>) => ReadonlyArray<H>
+
+/** What `history` prints: a peer's messages (or all), or a conversation's (`*all*`, a group's: `#NAME`). */
+const historyRows = (store: import("../services/Store.ts").StoreShape, user: string | undefined, keep: Keep) =>
+  Effect.gen(function*() {
+    const History = yield* modules.history
+    const { Store } = yield* modules.store
+    const history = yield* History.make.pipe(Effect.provideService(Store, store))
+    // `*all*`: each broadcast once, with its recipients
+    if (user === ALL) return { _tag: "conversation", rows: keep(yield* history.inConversation(ALL)), group: undefined } as Rows
+    if (user?.startsWith("#") === true) {
+      // a group's: its name here (or id) is resolved as `send '#NAME'` does, ambiguous names refused
+      const { resolveInDb } = yield* modules.groups
+      const group = yield* resolveInDb(store.db, user).pipe(Effect.mapError((e) => ({ message: e.message })))
+      const rows = keep(yield* history.inConversation(groupConversation(group.state.id)))
+      return { _tag: "conversation", rows, group: group.state.name } as Rows
+    }
+    const verified = new Set((yield* history.pins()).filter((p) => p.verified).map((p) => p.username))
+    const all = yield* history.conversation(user === undefined ? undefined : usernameKey(user))
+    return { _tag: "peer", rows: withVerified(keep(all), verified) } as Rows
+  })
+
 export const history = Command.make("history", {
-  user: Argument.String("user").pipe(Argument.withDescription("whose conversation (all when omitted; '*all*': the broadcasts)"), Argument.optional),
+  user: Argument.String("user").pipe(
+    Argument.withDescription("whose conversation (all when omitted; '*all*': the broadcasts; '#NAME': a group's)"),
+    Argument.optional
+  ),
   limit: Flag.String("limit").pipe(Flag.withDescription("only the last N messages (of those the other filters keep)"), Flag.optional),
   since: Flag.String("since").pipe(Flag.withDescription("only messages since TIME: 30m, 2h, 1d ago, or an ISO 8601 date or time"), Flag.optional),
   grep: Flag.String("grep").pipe(Flag.withDescription("only messages whose text contains TEXT (any case)"), Flag.optional)
@@ -118,26 +148,20 @@ export const history = Command.make("history", {
     const config = yield* resolve(yield* base)
     const user = Option.getOrUndefined(p.user)
     const grep = Option.getOrUndefined(p.grep)?.toLowerCase()
-    const History = yield* modules.history
-    const { Store } = yield* modules.store
-    const entries = yield* withDatabase(config.dataDir, (store) =>
-      Effect.gen(function*() {
-        const history = yield* History.make.pipe(Effect.provideService(Store, store))
-        const keep = <H extends { readonly at: string; readonly text: string }>(all: ReadonlyArray<H>) => {
-          const kept = all.filter((h) =>
-            (filters.since === undefined || Date.parse(h.at) >= filters.since) &&
-            (grep === undefined || h.text.toLowerCase().includes(grep))
-          )
-          return filters.limit === undefined ? kept : kept.slice(-filters.limit)
-        }
-        // `*all*`: each broadcast once, with its recipients
-        if (user === ALL) return { _tag: "conversation" as const, rows: keep(yield* history.inConversation(ALL)) }
-        const verified = new Set((yield* history.pins()).filter((p) => p.verified).map((p) => p.username))
-        const all = yield* history.conversation(user === undefined ? undefined : usernameKey(user))
-        return { _tag: "peer" as const, rows: withVerified(keep(all), verified) }
-      }), Effect.succeed({ _tag: "peer" as const, rows: [] }))
+    const keep: Keep = (all) => {
+      const kept = all.filter((h) =>
+        (filters.since === undefined || Date.parse(h.at) >= filters.since) &&
+        (grep === undefined || h.text.toLowerCase().includes(grep))
+      )
+      return filters.limit === undefined ? kept : kept.slice(-filters.limit)
+    }
+    // a data dir without a database has no messages, and no group
+    const none = user?.startsWith("#") === true
+      ? fail(`no group '${user.slice(1)}' here; \`p2pchat group list\` lists them`)
+      : Effect.succeed<Rows>({ _tag: "peer", rows: [] })
+    const entries = yield* withDatabase(config.dataDir, (store) => historyRows(store, user, keep), none)
     if (config.json) return yield* printLine(toJson(entries.rows))
     if (entries.rows.length === 0) return yield* printLine("no messages")
-    if (entries._tag === "conversation") for (const c of entries.rows) yield* printLine(conversationLine(c))
+    if (entries._tag === "conversation") for (const c of entries.rows) yield* printLine(conversationLine(c, entries.group))
     else for (const h of entries.rows) yield* printLine(historyLine(h))
   }).pipe(inCommand("history"))).pipe(Command.withDescription("the conversation with USER, or all; --limit, --since, --grep filter it"))

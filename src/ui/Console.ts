@@ -14,6 +14,12 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import * as fs from "node:fs"
+import type { GroupSendResult } from "../chat/GroupSend.ts"
+import { Groups } from "../chat/Groups.ts"
+import type { SendResult } from "../chat/Initiator.ts"
+import type { SendError } from "../chat/SendError.ts"
+import { groupIdOf } from "../domain/Conversation.ts"
+import type { Mode } from "../domain/Mode.ts"
 import { usernameKey } from "../domain/Presence.ts"
 import { Announcer } from "../services/Announcer.ts"
 import { Config } from "../services/Config.ts"
@@ -25,7 +31,8 @@ import { PeerRegistry } from "../services/PeerRegistry.ts"
 import { Trust } from "../trust/Trust.ts"
 import * as Commands from "./commands.ts"
 import { flushLogs, sawEvent } from "./ConsoleLog.ts"
-import { type Ctx, isKnown, makeState, type Services } from "./context.ts"
+import { type Ctx, groupNames, isKnown, knowGroup, makeState, type Services } from "./context.ts"
+import { groupCommand } from "./groupCommands.ts"
 import * as Talk from "./conversation.ts"
 import { type Editor, type Input, makeEditor } from "./LineEditor.ts"
 import { makeOutput, type Output } from "./Output.ts"
@@ -64,9 +71,13 @@ const onEvent = (ctx: Ctx, e: UiEvent): void => {
       const at = parseTime(e.at) ?? new Date()
       out.dayOf(at)
       out.event(e, Talk.messageLines(messageHead(e), e.text))
-      const key = usernameKey(e.from)
+      // a group's message is the group's conversation, not its sender's
+      const groupId = e.group === undefined ? undefined : groupIdOf(e.to)
+      if (groupId !== undefined) knowGroup(state, { id: groupId, name: e.group! })
+      const key = groupId === undefined ? usernameKey(e.from) : e.to!
+      const name = groupId === undefined ? e.from : `#${e.group}`
       if (!ctx.editor.interactive || state.current?.key === key) return
-      state.unread.set(key, { name: e.from, count: (state.unread.get(key)?.count ?? 0) + 1 })
+      state.unread.set(key, { name, count: (state.unread.get(key)?.count ?? 0) + 1 })
       screen.bell()
       return Talk.refreshPrompt(ctx)
     }
@@ -88,6 +99,12 @@ const onEvent = (ctx: Ctx, e: UiEvent): void => {
   }
 }
 
+/** The current conversation as `history` names it: a group by `#` and its id (its name may be shared). */
+const currentName = (ctx: Ctx): string | undefined => {
+  const current = ctx.state.current
+  return current?.group === undefined ? current?.name : `#${current.group}`
+}
+
 /** Runs one command; true when it says to leave. */
 const dispatch = (ctx: Ctx, p: Extract<Parsed, { readonly _tag: "command" }>): Effect.Effect<boolean> => {
   const user = p.args[0]?.text
@@ -105,7 +122,7 @@ const dispatch = (ctx: Ctx, p: Extract<Parsed, { readonly _tag: "command" }>): E
     case "all":
       return run(Talk.all(ctx, p.line, p.ws))
     case "history":
-      return run(Commands.showHistory(ctx, user === "--all" ? undefined : user ?? ctx.state.current?.name))
+      return run(Commands.showHistory(ctx, user === "--all" ? undefined : user ?? currentName(ctx)))
     case "away":
     case "back":
       return run(Commands.setAway(ctx, p.name === "away"))
@@ -115,6 +132,8 @@ const dispatch = (ctx: Ctx, p: Extract<Parsed, { readonly _tag: "command" }>): E
       return user === undefined ? usage("verify USER") : run(Commands.verify(ctx, user))
     case "trust":
       return user === undefined ? usage("trust USER FINGERPRINT") : run(Commands.trust(ctx, user, p.args.slice(1).map((w) => w.text).join(" ")))
+    case "group":
+      return run(groupCommand(ctx, p.args))
     case "help":
       return run(Commands.help(ctx))
     case "quit":
@@ -177,13 +196,14 @@ const finish = (ctx: Ctx): Effect.Effect<ConsoleEnd, ConsoleFailed> =>
     return "quit" as const
   })
 
-const services: Effect.Effect<Services, never, Config | PeerRegistry | History | Initiator | Trust | Crypto> = Effect.gen(function*() {
+const services: Effect.Effect<Services, never, Config | PeerRegistry | History | Initiator | Trust | Crypto | Groups> = Effect.gen(function*() {
   return {
     config: yield* Config,
     registry: yield* PeerRegistry,
     history: yield* History,
     initiator: yield* Initiator,
     trust: yield* Trust,
+    groups: yield* Groups,
     identity: (yield* Crypto).identity,
     announcer: yield* Effect.serviceOption(Announcer)
   }
@@ -197,11 +217,15 @@ export const runConsole = Effect.gen(function*() {
   const out: Output = makeOutput(s.config.json, new Date())
   const state = makeState()
   for (const p of yield* s.registry.list) state.names.set(p.key, p.username)
+  for (const g of yield* Effect.orElseSucceed(s.groups.list, () => [])) knowGroup(state, g.state)
   const hint = () => [tone("dim", "(press Ctrl-D or type /quit to leave)")]
-  const completer = (line: string) => complete(line, [...state.names.values()], state.current !== undefined)
+  const completer = (line: string) => complete(line, [...state.names.values(), ...groupNames(state)], state.current !== undefined)
   const editor: Editor = headless ? noEditor : yield* makeEditor(interactive, { completer, hint })
   const holder: { ctx?: Ctx } = {}
-  const sends = yield* makeSends(s.initiator.send, (to, outcome) => Talk.report(holder.ctx!)(to, outcome))
+  // `#` and a group's name or id: its members (Initiator.group); any other name: that peer
+  const send = (to: string, text: string, mode: Mode | undefined): Effect.Effect<SendResult | GroupSendResult, SendError> =>
+    to.startsWith("#") ? s.initiator.group(to, text) : s.initiator.send(to, text, mode)
+  const sends = yield* makeSends(send, (to, outcome) => Talk.report(holder.ctx!)(to, outcome))
   const ctx: Ctx = holder.ctx = { ...s, state, editor, out, sends }
   yield* Effect.addFinalizer(() => Effect.sync(flushLogs))
 

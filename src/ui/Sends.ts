@@ -14,7 +14,7 @@ import type { Mode } from "../domain/Mode.ts"
 import { usernameKey } from "../domain/Presence.ts"
 
 export interface Sends {
-  /** Queues a message to `to`; `report` says how it went once it went. */
+  /** Queues a message to `to` (a peer, or `#` and a group's id); `report` says how it went once it went. */
   readonly send: (to: string, text: string, mode: Mode | undefined) => Effect.Effect<void>
   /** Other work to wait for as well (messages sent again after a `trust`). */
   readonly track: (work: Effect.Effect<unknown>) => Effect.Effect<void>
@@ -24,7 +24,8 @@ export interface Sends {
   readonly underWay: () => number
 }
 
-export type Outcome = { readonly _tag: "sent"; readonly result: SendResult } | { readonly _tag: "failed"; readonly error: SendError }
+/** How a send ended: its result (a SendResult, or for a group a GroupSendResult), or its error. */
+export type Outcome<R = SendResult> = { readonly _tag: "sent"; readonly result: R } | { readonly _tag: "failed"; readonly error: SendError }
 
 interface Job {
   readonly to: string
@@ -33,9 +34,9 @@ interface Job {
   readonly done: Deferred.Deferred<void>
 }
 
-export const makeSends = (
-  send: (to: string, text: string, mode: Mode | undefined) => Effect.Effect<SendResult, SendError>,
-  report: (to: string, outcome: Outcome) => Effect.Effect<void>
+export const makeSends = <R = SendResult>(
+  send: (to: string, text: string, mode: Mode | undefined) => Effect.Effect<R, SendError>,
+  report: (to: string, outcome: Outcome<R>) => Effect.Effect<void>
 ): Effect.Effect<Sends, never, Scope.Scope> =>
   Effect.gen(function*() {
     const scope = yield* Effect.scope
@@ -47,8 +48,8 @@ export const makeSends = (
 
     const run = (job: Job) =>
       send(job.to, job.text, job.mode).pipe(
-        Effect.map((result): Outcome => ({ _tag: "sent", result })),
-        Effect.catch((error) => Effect.succeed<Outcome>({ _tag: "failed", error })),
+        Effect.map((result): Outcome<R> => ({ _tag: "sent", result })),
+        Effect.catch((error) => Effect.succeed<Outcome<R>>({ _tag: "failed", error })),
         Effect.flatMap((outcome) => report(job.to, outcome)),
         Effect.ensuring(finish(job.done))
       )

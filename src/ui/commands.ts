@@ -11,6 +11,7 @@ import { idToKey } from "../services/Crypto.ts"
 import { peerView } from "../services/PeerSnapshot.ts"
 import { trustChoices } from "../trust/Trust.ts"
 import type { Ctx } from "./context.ts"
+import { showGroupHistory } from "./groupCommands.ts"
 import { COMMANDS } from "./parse.ts"
 import { conversationLine, historyLines, peerLine, withVerified } from "./render.ts"
 
@@ -25,13 +26,14 @@ export const showUsers = (ctx: Ctx) =>
 const showBroadcasts = (ctx: Ctx) =>
   Effect.gen(function*() {
     const rows = yield* ctx.history.inConversation(ALL)
-    ctx.out.result(rows.length === 0 ? ["no broadcasts yet"] : rows.map(conversationLine), rows)
+    ctx.out.result(rows.length === 0 ? ["no broadcasts yet"] : rows.map((c) => conversationLine(c)), rows)
   })
 
 /** `history [USER]`: USER's conversation, or all (`user` undefined); USER's messages are read then. */
 export const showHistory = (ctx: Ctx, user: string | undefined) =>
   Effect.gen(function*() {
     if (user === ALL) return yield* showBroadcasts(ctx)
+    if (user?.startsWith("#") === true) return yield* showGroupHistory(ctx, user)
     const verified = new Set((yield* ctx.history.pins()).filter((p) => p.verified).map((p) => p.username))
     const entries = withVerified(yield* ctx.history.conversation(user === undefined ? undefined : usernameKey(user)), verified)
     if (user !== undefined) ctx.state.unread.delete(usernameKey(user))
@@ -113,8 +115,10 @@ export const HELP: ReadonlyArray<string> = [
   "commands (with or without a slash: /users or users):",
   ...Object.entries(COMMANDS).filter(([, c]) => c.help !== "").map(([name, c]) => `  ${`${name} ${c.args}`.padEnd(44)} ${c.help}`),
   "in a conversation (after `chat USER`), a plain line is a message to USER; a command needs its slash,",
-  "  unless it is alone on the line (quit, history) or names a known user (msg carol hi); //text sends /text;",
-  "  an empty line ends the conversation",
+  "  unless it is alone on the line (quit, history) or names a known user or group (msg carol hi, history #team);",
+  "  //text sends /text; an empty line ends the conversation",
+  "groups: #NAME is a group where a USER goes (msg #team hi, chat #team, history #team); `group` lists them,",
+  "  `group create team bob carol` makes one (its members: peers with pinned keys)",
   "keys: Tab completes commands and names; Ctrl-C clears the line; Ctrl-D (at an empty line) leaves;",
   "  a paste of several lines is one message to the current conversation"
 ]

@@ -4,6 +4,7 @@
  * the sends it started.
  */
 import type * as Option from "effect/Option"
+import type { Groups } from "../chat/Groups.ts"
 import type { Initiator } from "../chat/Initiator.ts"
 import type { Mode } from "../domain/Mode.ts"
 import { usernameKey } from "../domain/Presence.ts"
@@ -24,15 +25,19 @@ export interface Services {
   readonly history: History["Service"]
   readonly initiator: Initiator["Service"]
   readonly trust: Trust["Service"]
+  readonly groups: Groups["Service"]
   readonly identity: Crypto["Service"]["identity"]
   readonly announcer: Option.Option<Announcer["Service"]>
 }
 
-/** The current conversation: where plain lines go. */
+/** The current conversation: where plain lines go (a peer, or a group). */
 export interface Conversation {
-  /** The peer's name as it announces it. */
+  /** The peer's name as it announces it; a group's: `#` and its name. */
   readonly name: string
+  /** The peer's key (its name lower-cased); a group's: `#` and its id. */
   readonly key: string
+  /** A group's id, when the conversation is a group's (`chat #NAME`). */
+  readonly group?: string
   /** The mode asked for; undefined: the peer's default (secure for a p2pchat peer with a key). */
   readonly mode: Mode | undefined
   /** Whether a line has been typed in it yet (the original's `secure`/`unsecure` answer comes first). */
@@ -45,6 +50,8 @@ export interface State {
   readonly unread: Map<string, { readonly name: string; readonly count: number }>
   /** Names the console knows, by key: peers heard and people who wrote (for completion and parsing). */
   readonly names: Map<string, string>
+  /** The groups the console knows (`#` names for completion and parsing), by name lower-cased and by id: the name. */
+  readonly groups: Map<string, string>
   /** Warnings shown in the current conversation: said once there, not again with each message. */
   readonly warned: Set<string>
 }
@@ -56,9 +63,20 @@ export interface Ctx extends Services {
   readonly sends: Sends
 }
 
-export const makeState = (): State => ({ current: undefined, unread: new Map(), names: new Map(), warned: new Set() })
+export const makeState = (): State => ({ current: undefined, unread: new Map(), names: new Map(), groups: new Map(), warned: new Set() })
 
-export const isKnown = (state: State, name: string): boolean => state.names.has(usernameKey(name))
+/** Whether the console knows `name`: a peer's name, or `#` and a group's name or id. */
+export const isKnown = (state: State, name: string): boolean =>
+  name.startsWith("#") ? state.groups.has(name.slice(1)) || state.groups.has(usernameKey(name.slice(1))) : state.names.has(usernameKey(name))
+
+/** Remembers a group (its name and id) for completion and parsing. */
+export const knowGroup = (state: State, g: { readonly id: string; readonly name: string }): void => {
+  state.groups.set(usernameKey(g.name), g.name)
+  state.groups.set(g.id, g.name)
+}
+
+/** The groups' `#` names, for completion. */
+export const groupNames = (state: State): ReadonlyArray<string> => [...new Set([...state.groups.values()])].map((n) => `#${n}`)
 
 /** Unread messages outside the current conversation, all peers together. */
 export const unreadCount = (state: State): number => {

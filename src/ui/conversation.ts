@@ -8,13 +8,16 @@
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type { BroadcastResult } from "../chat/Broadcast.ts"
+import type { GroupSendResult } from "../chat/GroupSend.ts"
+import type { SendResult } from "../chat/Initiator.ts"
 import { CLASSIC_WARNING } from "../domain/Classic.ts"
-import { ALL } from "../domain/Conversation.ts"
+import { ALL, groupConversation } from "../domain/Conversation.ts"
 import { type Mode, MODE_WORD } from "../domain/Mode.ts"
 import type { Peer } from "../domain/Peer.ts"
 import { usernameKey } from "../domain/Presence.ts"
 import type { Ctx } from "./context.ts"
-import { promptOf } from "./context.ts"
+import { knowGroup, promptOf } from "./context.ts"
+import { reportCopies } from "./groupCommands.ts"
 import type { Input } from "./LineEditor.ts"
 import { restAfter, type Word, words } from "./parse.ts"
 import { recipientLine } from "./render.ts"
@@ -59,10 +62,11 @@ export const ask = (ctx: Ctx, question: string): Effect.Effect<string | undefine
   })
 
 /** How each send ended, said once: a classic peer's "sent", or why it failed (a delivery is its event's). */
-export const report = (ctx: Ctx) => (_to: string, outcome: Outcome): Effect.Effect<void> =>
+export const report = (ctx: Ctx) => (_to: string, outcome: Outcome<SendResult | GroupSendResult>): Effect.Effect<void> =>
   Effect.sync(() => {
     if (outcome._tag === "failed") return ctx.out.fail(`not delivered: ${outcome.error.message}`)
     const r = outcome.result
+    if ("recipients" in r) return reportCopies(ctx, r, "message")
     if (r.state === "sent") {
       ctx.out.result([[tone("dim", "  sent to "), tone("name", r.peer), tone("dim", " (classic peers do not confirm delivery)")]], {
         event: "sent",
@@ -111,7 +115,24 @@ const begin = (ctx: Ctx, peer: Peer, mode: Mode | undefined, answered: boolean) 
     refreshPrompt(ctx)
   })
 
-/** `chat [USER] [--secure|--plain|--classic]`: asks for USER when not given, as the original did. */
+/** `chat #NAME`: the group is the current conversation; its lines go to its members (secure only). */
+const beginGroup = (ctx: Ctx, ref: string, flags: ReadonlyArray<Word>) =>
+  Effect.gen(function*() {
+    if (flags.some((w) => w.text.toLowerCase() !== "--secure")) return ctx.out.usage("chat #GROUP (a group's messages are secure only)")
+    const g = yield* ctx.groups.resolve(ref)
+    if (g.leftAt !== undefined) return ctx.out.fail(`you left the group ${g.state.name}`)
+    knowGroup(ctx.state, g.state)
+    const key = groupConversation(g.state.id)
+    ctx.state.current = { name: `#${g.state.name}`, key, mode: "noise", answered: true, group: g.state.id }
+    ctx.state.unread.delete(key)
+    ctx.state.warned.clear()
+    const others = g.state.members.filter((m) => m.key !== ctx.groups.me?.key).map((m) => m.name)
+    ctx.out.info(`chatting in #${g.state.name} (secure; ${others.length === 0 ? "no other member" : others.join(", ")}); ` +
+      "plain lines go to its members, an empty line ends the conversation")
+    refreshPrompt(ctx)
+  }).pipe(Effect.catch((e) => Effect.sync(() => ctx.out.fail(e.message))))
+
+/** `chat [USER] [--secure|--plain|--classic]`: asks for USER when not given, as the original did; `chat #NAME`: a group. */
 export const chat = (ctx: Ctx, args: ReadonlyArray<Word>) =>
   Effect.gen(function*() {
     const answer = args[0] === undefined ? yield* ask(ctx, "Enter the username: ") : undefined
@@ -119,6 +140,7 @@ export const chat = (ctx: Ctx, args: ReadonlyArray<Word>) =>
     const quoted = answer === undefined ? undefined : words(answer)[0]
     const user = args[0]?.text ?? (quoted?.quoted === true ? quoted.text : answer)
     if (user === undefined || user === "") return
+    if (user.startsWith("#")) return yield* beginGroup(ctx, user, args.slice(1))
     const peer = yield* ctx.registry.lookup(user)
     if (Option.isNone(peer)) return ctx.out.fail(`no user '${user}' is online; 'users' lists who is`)
     const chosen = modeOfWords(peer.value, args.slice(1).map((w) => w.text.toLowerCase()))
@@ -153,7 +175,7 @@ export const sayHere = (ctx: Ctx, text: string) =>
     if (current === undefined) return ctx.out.fail("no conversation: `chat USER` first, or `msg USER TEXT`")
     if (text.trim() === "") return ctx.out.usage("say TEXT")
     echoSent(ctx, current.name, text)
-    yield* ctx.sends.send(current.name, text, current.mode)
+    yield* ctx.sends.send(current.group === undefined ? current.name : groupConversation(current.group), text, current.mode)
   })
 
 /** `msg USER TEXT`: one message, the current conversation unchanged. */
@@ -163,6 +185,11 @@ export const msg = (ctx: Ctx, line: string, ws: ReadonlyArray<Word>) =>
     const text = restAfter(line, ws, 1)
     if (user === undefined || text.trim() === "") return ctx.out.usage("msg USER TEXT")
     const current = ctx.state.current
+    if (user.startsWith("#")) {
+      // a group: the message goes to its members (Console.ts sends `#` names to Initiator.group)
+      echoSent(ctx, user, text)
+      return yield* ctx.sends.send(user, text, undefined)
+    }
     const key = usernameKey(user)
     const mode = current !== undefined && current.key === key ? current.mode : undefined
     // answering someone is reading them

@@ -57,11 +57,12 @@ export const restAfter = (line: string, ws: ReadonlyArray<Word>, n: number): str
 /** The commands, with the arguments each takes (for the help, completion and the conversation rule). */
 export const COMMANDS = {
   users: { args: "", help: "who is on the LAN, with status" },
-  chat: { args: "[USER] [--secure|--plain|--classic]", help: "make USER the current conversation: plain lines go to USER" },
-  msg: { args: "USER TEXT", help: "send one message to USER (secure when the peer can)" },
+  chat: { args: "[USER | #GROUP] [--secure|--plain|--classic]", help: "make USER (or a group) the current conversation: plain lines go there" },
+  msg: { args: "USER|#GROUP TEXT", help: "send one message to USER (secure when the peer can), or to a group's members" },
   say: { args: "TEXT", help: "send TEXT to the current conversation, even if it looks like a command" },
   all: { args: "[--plain|--classic] TEXT", help: "send TEXT to everyone online (secure; a flag also reaches the others)" },
-  history: { args: "[USER | *all* | --all]", help: "the conversation with USER, else the current one, else all; *all*: the broadcasts" },
+  history: { args: "[USER | #GROUP | *all* | --all]", help: "the conversation with USER, else the current one, else all; *all*: the broadcasts" },
+  group: { args: "[list|show|create|add|remove|leave] ...", help: "groups: list, show NAME, create NAME [USER...], add/remove NAME USER..., leave NAME" },
   away: { args: "", help: "tell the others you are away" },
   back: { args: "", help: "tell the others you are back" },
   whoami: { args: "", help: "your name, fingerprint, ports and data dir" },
@@ -77,7 +78,17 @@ export type CommandName = keyof typeof COMMANDS
 const isCommand = (w: string): w is CommandName => Object.hasOwn(COMMANDS, w)
 
 /** Commands that take no argument: alone on a line in a conversation, they are commands. */
-const BARE = new Set<CommandName>(["users", "away", "back", "whoami", "help", "quit", "exit", "history"])
+const BARE = new Set<CommandName>(["users", "away", "back", "whoami", "help", "quit", "exit", "history", "group"])
+/** The words after `group`. */
+export const GROUP_SUBCOMMANDS = ["list", "show", "create", "add", "remove", "leave"] as const
+/** Whether `group ...` in a conversation is the command: `group list`, or a subcommand and a known group (`group show #team`). */
+const groupLine = (ws: ReadonlyArray<Word>, known: (name: string) => boolean): boolean => {
+  const sub = ws[1]?.text.toLowerCase()
+  if (sub === "list") return ws.length === 2
+  const name = ws[2]?.text
+  return sub !== "create" && (GROUP_SUBCOMMANDS as ReadonlyArray<string>).includes(sub ?? "") && name !== undefined &&
+    known(name.startsWith("#") ? name : `#${name}`)
+}
 /** Commands whose first argument is a name: with a known name, they are commands in a conversation. */
 const NAMED = new Set<CommandName>(["chat", "msg", "history", "verify", "trust"])
 
@@ -105,6 +116,7 @@ export const parse = (line: string, inConversation: boolean, known: (name: strin
   if (ws.length === 1 && BARE.has(word)) return command(word)
   const name = ws[1]
   if (word === "history" && ws.length === 2 && (name?.text === "--all" || name?.text === ALL)) return command(word)
+  if (word === "group") return groupLine(ws, known) ? command(word) : { _tag: "text", text: line }
   if (NAMED.has(word) && name !== undefined && known(name.text)) {
     if (word === "history" || word === "verify") return ws.length === 2 ? command(word) : { _tag: "text", text: line }
     return command(word)
@@ -117,10 +129,23 @@ export const quoteName = (name: string): string => /[\s"'\\]/.test(name) ? `"${n
 
 const FLAGS = ["--secure", "--plain", "--classic"] as const
 
+/** After `group`: its subcommands, then a group's `#NAME`, then (add, remove, create) users. */
+const groupCompletions = (sub: string, index: number, current: string, names: ReadonlyArray<string>): ReadonlyArray<string> => {
+  const typed = current.replace(/^["']/, "").toLowerCase()
+  const hits = (candidates: ReadonlyArray<string>) =>
+    candidates.filter((c) => c.toLowerCase().startsWith(typed) || (c.startsWith("#") && c.slice(1).toLowerCase().startsWith(typed)))
+  if (index === 1) return hits(GROUP_SUBCOMMANDS)
+  const groups = names.filter((n) => n.startsWith("#"))
+  if (index === 2 && sub !== "create" && sub !== "list") return hits(groups)
+  if (index >= 3 && (sub === "add" || sub === "remove" || sub === "create")) return hits(names.filter((n) => !n.startsWith("#"))).map(quoteName)
+  return []
+}
+
 /**
  * Tab completion (readline's completer): commands at the start of a line, names where a
- * command takes one, the mode flags after `chat USER`, and in a conversation a name for the
- * word being typed. Gives the candidates and the part of the line they replace.
+ * command takes one (`names` holds groups as `#NAME`), the mode flags after `chat USER`,
+ * `group`'s subcommands and groups, and in a conversation a name for the word being typed.
+ * Gives the candidates and the part of the line they replace.
  */
 export const complete = (line: string, names: ReadonlyArray<string>, inConversation: boolean): [Array<string>, string] => {
   const slash = line.startsWith("/")
@@ -144,6 +169,7 @@ export const complete = (line: string, names: ReadonlyArray<string>, inConversat
     if (index === 1 && word === "history") return [[...namesFor(current), ...byPrefix([ALL], current)].map((n) => `${n} `), current]
     if (index === 1 && NAMED.has(word)) return [namesFor(current).map((n) => `${n} `), current]
     if (index === 1 && word === "all") return [byPrefix(["--plain", "--classic"], current), current]
+    if (word === "group") return [groupCompletions(ws[1]?.text.toLowerCase() ?? "", index, current, names).map((n) => `${n} `), current]
     if (index >= 2 && word === "chat") return [byPrefix(FLAGS, current), current]
     return [[], current]
   }

@@ -45,7 +45,7 @@ export const messageHead = (e: MessageEvent): ReadonlyArray<Segment> => {
     tone("time", `[${at === undefined ? "??:??:??" : clock(at)}${note === undefined ? "" : `, ${note}`}]`),
     " ",
     tone("name", e.from),
-    e.to === ALL ? tone("dim", TO_EVERYONE) : "",
+    e.to === ALL ? tone("dim", TO_EVERYONE) : e.group !== undefined ? tone("dim", ` in #${e.group}`) : "",
     mark === "" ? "" : tone(e.mode === "noise" ? "dim" : "warn", mark),
     ": "
   ]
@@ -96,12 +96,16 @@ export type ShownEntry = HistoryEntry & { readonly verified?: boolean }
 export const withVerified = (entries: ReadonlyArray<HistoryEntry>, verifiedNames: ReadonlySet<string>): ReadonlyArray<ShownEntry> =>
   entries.map((h) => h.mode === "noise" ? { ...h, verified: verifiedNames.has(h.peer) } : h)
 
-/** One history entry as a line of a conversation, in local time. */
-export const historyLine = (h: ShownEntry): string => {
+/** Where a message of a conversation beyond its peer went: ` (to everyone)`, ` in #team` (`group`: the group's name). */
+const beyond = (conversation: string | undefined, group: string | undefined): string =>
+  conversation === ALL ? TO_EVERYONE : group !== undefined ? ` in #${clean(group)}` : conversation?.startsWith("#") ? ` in ${clean(conversation)}` : ""
+
+/** One history entry as a line of a conversation, in local time; `group`: the name of its group, if it is a group's. */
+export const historyLine = (h: ShownEntry, group?: string): string => {
   const at = parseTime(h.at)
   const when = at === undefined ? h.at : stamp(at)
   const mode = h.mode === "noise" ? (h.verified === false ? UNVERIFIED : "") : h.mode === "plain" ? " [unencrypted]" : " [classic, not secure]"
-  const everyone = h.conversation === ALL ? TO_EVERYONE : ""
+  const everyone = beyond(h.conversation, group)
   return h.direction === "sent"
     ? `[${when}] me -> ${clean(h.peer)}${everyone}: ${clean(h.text)} (${h.state})${mode}`
     : `[${when}] ${clean(h.peer)}${everyone}: ${clean(h.text)}${mode}`
@@ -116,13 +120,15 @@ export const recipientsNote = (recipients: ReadonlyArray<{ readonly peer: string
     .join("; ")
 
 /**
- * A line of a conversation such as `*all*`: a broadcast sent, once, with its recipients
- * (`[time] me -> *all*: hello (delivered to bob; pending for dave)`), or one received.
+ * A line of a conversation such as `*all*` or a group's: a message sent, once, with its
+ * recipients (`[time] me -> *all*: hello (delivered to bob; pending for dave)`), or one
+ * received (`[time] carol in #team: yes`). `group`: the group's name, for a group's.
  */
-export const conversationLine = (c: ConversationEntry): string => {
-  if (c.direction === "received") return historyLine(c)
+export const conversationLine = (c: ConversationEntry, group?: string): string => {
+  if (c.direction === "received") return historyLine(c, group)
   const at = parseTime(c.at)
-  return `[${at === undefined ? c.at : stamp(at)}] me -> ${clean(c.conversation)}: ${clean(c.text)} (${recipientsNote(c.recipients)})`
+  const to = group === undefined ? clean(c.conversation) : `#${clean(group)}`
+  return `[${at === undefined ? c.at : stamp(at)}] me -> ${to}: ${clean(c.text)} (${recipientsNote(c.recipients)})`
 }
 
 /** How one recipient's copy of a broadcast went, as `send --all` and the console's `all` say it. */

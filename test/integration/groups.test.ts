@@ -166,6 +166,45 @@ describe("groups over real sockets and storage", () => {
 describe("p2pchat group (the built CLI)", () => {
   useBuiltCli({ cleanupAfterEach: true })
 
+  it.live("history '#NAME': each message sent once with per-member states, those received with their sender; ambiguous names refused", () =>
+    Effect.gen(function*() {
+      const alice = yield* startNode("alice", { tuning: TUNING })
+      const bob = yield* startNode("bob", { tuning: TUNING })
+      const carol = yield* startNode("carol", { tuning: TUNING })
+      yield* pinned(alice, bob, carol)
+      yield* carol.close
+      const made = yield* groupsOf(alice).create("team", ["bob", "carol"])
+      const id = made.group.state.id
+      yield* alice.initiator.groupChanged(made)
+      yield* alice.initiator.group("#team", "hello team")
+      yield* meet(bob, alice)
+      yield* bob.initiator.group("team", "hi from bob")
+      const history = (node: TestNode, ...args: Array<string>) =>
+        Effect.promise(() => runCli(["history", ...args, "--data-dir", node.dataDir, "--name", node.name, "--bind", "127.0.0.1"]))
+      const text = yield* history(alice, "#team")
+      expect(text.code, text.stderr).toBe(0)
+      const lines = text.stdout.trim().split("\n")
+      expect(lines).toHaveLength(3)
+      expect(lines[1]).toMatch(/^\[[-\d: ]+\] me -> #team: hello team \(delivered to bob; pending for carol\)$/)
+      expect(lines[2]).toMatch(/^\[[-\d: ]+\] bob in #team: hi from bob$/)
+      const json = yield* history(alice, `#${id}`, "--json")
+      const rows = JSON.parse(json.stdout)
+      expect(rows[1]).toMatchObject({
+        conversation: `#${id}`, direction: "sent", text: "hello team",
+        recipients: [{ peer: "bob", mode: "noise", state: "delivered" }, { peer: "carol", mode: "noise", state: "pending" }]
+      })
+      expect(rows[2]).toMatchObject({ conversation: `#${id}`, direction: "received", peer: "bob", text: "hi from bob" })
+      const bobs = yield* history(bob, "#team", "--grep", "hello")
+      expect(bobs.stdout.trim()).toMatch(/\] alice in #team: hello team$/)
+      // a second group named team: the name is refused, listing both ids
+      yield* groupsOf(alice).create("team", ["bob"])
+      const ambiguous = yield* history(alice, "#team")
+      expect(ambiguous.code).toBe(1)
+      expect(ambiguous.stderr).toMatch(new RegExp(`2 groups are named 'team' here \\(ids .*${id}.*\\): give its id instead`))
+      const unknown = yield* history(alice, "#nope")
+      expect([unknown.code, unknown.stderr.includes("no group 'nope'")]).toEqual([1, true])
+    }))
+
   it.live("usage errors exit 2; a member without a pinned key is refused (exit 1); list and show print JSON", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir("alice-cli")

@@ -6,12 +6,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { factOf } from "../../src/ui/ConsoleLog.ts"
-import { makeState, promptOf } from "../../src/ui/context.ts"
+import { groupNames, isKnown, knowGroup, makeState, promptOf } from "../../src/ui/context.ts"
 import { messageLines } from "../../src/ui/conversation.ts"
 import { makeKeyReader, pastedText } from "../../src/ui/keys.ts"
 import { columns, rowsOf } from "../../src/ui/LineEditor.ts"
 import { complete, parse, quoteName, restAfter, words } from "../../src/ui/parse.ts"
-import { eventLine, historyLine, historyLines, messageHead, textLine } from "../../src/ui/render.ts"
+import { conversationLine, eventLine, historyLine, historyLines, messageHead, textLine } from "../../src/ui/render.ts"
 import { colourWanted, nameColour, paint, plain, tone } from "../../src/ui/style.ts"
 import { clock, dayLine, parseTime, sentNote, stamp, zone } from "../../src/ui/time.ts"
 
@@ -174,5 +174,50 @@ describe("each fact once: a log line and the event line saying the same", () => 
       factOf("secure session from bob, fingerprint 1 2")
     )
     expect(factOf("initiator: bob has a pinned key")).toBe("bob has a pinned key")
+  })
+})
+
+describe("groups on the console", () => {
+  const state = makeState()
+  knowGroup(state, { id: "q3xYb2mJ0V8kPq1cR7tU9w", name: "team" })
+  state.names.set("bob", "bob")
+  const known = (name: string) => isKnown(state, name)
+
+  it("a #NAME is known by its name or id; msg, chat, history and group with a known group are commands in a conversation", () => {
+    expect([known("#team"), known("#TEAM"), known("#q3xYb2mJ0V8kPq1cR7tU9w"), known("#other"), known("team")]).toEqual([true, true, true, false, false])
+    expect(parse("msg #team hi", true, known)).toMatchObject({ _tag: "command", name: "msg" })
+    expect(parse("history #team", true, known)).toMatchObject({ _tag: "command", name: "history" })
+    expect(parse("msg #other hi", true, known)).toEqual({ _tag: "text", text: "msg #other hi" })
+    expect(parse("group", true, known)).toMatchObject({ _tag: "command", name: "group" })
+    expect(parse("group list", true, known)).toMatchObject({ _tag: "command", name: "group" })
+    expect(parse("group show team", true, known)).toMatchObject({ _tag: "command", name: "group" })
+    expect(parse("group create team bob", true, known)).toEqual({ _tag: "text", text: "group create team bob" })
+    expect(parse("group list of things", true, known)).toEqual({ _tag: "text", text: "group list of things" })
+    expect(parse("group create team bob", false, known)).toMatchObject({ _tag: "command", name: "group" })
+  })
+
+  it("Tab completes #names, group's subcommands, its groups, then users", () => {
+    const names = ["bob", "Mary Jane", ...groupNames(state)]
+    expect(complete("msg #t", names, false)).toEqual([["#team "], "#t"])
+    expect(complete("chat #", names, false)).toEqual([["#team "], "#"])
+    expect(complete("gr", names, false)).toEqual([["group "], "gr"])
+    expect(complete("group s", names, false)).toEqual([["show "], "s"])
+    expect(complete("group show t", names, false)).toEqual([["#team "], "t"])
+    expect(complete("group add #team M", names, false)).toEqual([["\"Mary Jane\" "], "M"])
+    expect(complete("group create x ", names, false)[0]).toEqual(["bob ", "\"Mary Jane\" "])
+  })
+
+  it("a group's message line says the group; its history gives each message once, with members' states", () => {
+    const e = { event: "message", id: "1", from: "bob", text: "hi", mode: "noise", at: "2026-12-01T12:00:00.000Z", to: "#q3xYb2mJ0V8kPq1cR7tU9w", group: "team" } as const
+    expect(plain(messageHead(e))).toMatch(/^\[\d\d:\d\d:\d\d\] bob in #team: $/)
+    const sent = {
+      id: "2", conversation: "#q3xYb2mJ0V8kPq1cR7tU9w", direction: "sent", text: "lunch?", at: "2026-12-01T12:00:00.000Z",
+      recipients: [{ peer: "bob", mode: "noise", state: "delivered" }, { peer: "carol", mode: "noise", state: "pending" }]
+    } as const
+    expect(conversationLine(sent, "team")).toMatch(/\] me -> #team: lunch\? \(delivered to bob; pending for carol\)$/)
+    const got = { id: "3", peer: "bob", direction: "received", text: "yes", at: sent.at, mode: "noise", state: "received", conversation: sent.conversation } as const
+    expect(conversationLine(got, "team")).toMatch(/\] bob in #team: yes$/)
+    // in a peer's history, a copy of a group message says it was the group's
+    expect(historyLine({ ...got, direction: "sent", state: "delivered", peer: "bob", text: "x" })).toMatch(/me -> bob in #q3xYb2mJ0V8kPq1cR7tU9w: x \(delivered\)$/)
   })
 })
