@@ -121,6 +121,32 @@ describe("the console reading a script", () => {
     expect(text.stdout.split("\n")).toContain(`[${tokyo(received.at)}] alice: hello there (key not verified)`)
   }, 20_000)
 
+  it("a group from the console: group create, msg #NAME, a #NAME conversation, history #NAME", async () => {
+    // alice pinned Mary Jane's key in the secure sessions above: she can be a member
+    const { node, exit } = await script([
+      `group create team "${MARY}"`,
+      "msg #team hello team",
+      "chat #team",
+      "a line in the team's conversation",
+      "",
+      "history #team",
+      "quit"
+    ])
+    expect(exit.code, `${node.stdout.join("\n")}\n${node.stderr.join("\n")}`).toBe(0)
+    // Mary Jane's console shows both as alice's, in the group
+    for (const text of ["hello team", "a line in the team's conversation"]) {
+      await maryNode.waitForLine((l) => /^\[\d\d:\d\d:\d\d\] alice/.test(l) && l.includes(" in #team") && l.endsWith(`: ${text}`), { timeoutMs: 8_000 })
+    }
+    // alice's `history #team`: each message once, delivered to Mary Jane
+    const shown = node.stdout.filter((l) => l.startsWith("[20") && l.includes("#team"))
+    expect(shown.some((l) => l.includes("me -> #team: hello team") && l.includes("delivered to mary jane"))).toBe(true)
+    expect(shown.some((l) => l.includes("me -> #team: a line in the team's conversation"))).toBe(true)
+    // and Mary Jane holds the group too
+    const groups = await runCli(["group", "list", "--json", ...nodeOptions(mary)])
+    expect(groups.code, groups.stderr).toBe(0)
+    expect(groups.stdout).toContain('"team"')
+  }, 40_000)
+
   it("with standard input /dev/null, `start` serves until stopped", async () => {
     const node = spawnCli(["start", ...nodeOptions(alice), ...TIMERS])
     await node.waitForLine((l) => l === `* ${MARY} (${LOOPBACK}) is online`, { timeoutMs: 10_000 })
