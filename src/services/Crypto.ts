@@ -17,7 +17,8 @@ import { type PresenceSigner, presenceSigner } from "../domain/Xeddsa.ts"
 import { Config } from "./Config.ts"
 import { type Access, modeText, openToOthers, ownUid } from "./StoreChecks.ts"
 import { StoreError } from "./StoreError.ts"
-import { logInfo, O_NOFOLLOW, secureDataDir } from "./StoreOpen.ts"
+import { fsyncDir, O_NOFOLLOW } from "./Files.ts"
+import { logInfo, secureDataDir } from "./StoreOpen.ts"
 
 export class CryptoError extends Data.TaggedError("CryptoError")<{ readonly message: string }> {}
 
@@ -123,16 +124,6 @@ const createTempFile = (dir: string): { readonly name: string; readonly fd: numb
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST" || attempt === 5) throw e
     }
-  }
-}
-
-const fsyncDir = (dir: string): void => {
-  if (process.platform === "win32") return // a directory cannot be opened there; NTFS journals the rename
-  const fd = fs.openSync(dir, "r")
-  try {
-    fs.fsyncSync(fd)
-  } finally {
-    fs.closeSync(fd)
   }
 }
 

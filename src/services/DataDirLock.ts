@@ -34,7 +34,8 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Config } from "./Config.ts"
 import { errorCode, errorMessage } from "./StoreError.ts"
-import { O_NOFOLLOW, secureDataDir } from "./StoreOpen.ts"
+import { O_NOFOLLOW } from "./Files.ts"
+import { secureDataDir } from "./StoreOpen.ts"
 
 export class DataDirLockError extends Data.TaggedError("DataDirLockError")<{ readonly message: string }> {}
 

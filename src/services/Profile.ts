@@ -16,6 +16,7 @@ import * as Effect from "effect/Effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { fsyncDir, O_NOFOLLOW } from "./Files.ts"
 import { parseBind, parseName, parsePort, parseTarget, type ProfileValues, UsageError } from "./Config.ts"
 
 export const PROFILE_FILE = "config.json"
@@ -39,7 +40,6 @@ export class ProfileError extends Data.TaggedError("ProfileError")<{ readonly me
 
 export const profileFile = (dataDir: string): string => path.join(dataDir, PROFILE_FILE)
 
-const O_NOFOLLOW: number = fs.constants.O_NOFOLLOW ?? 0
 const MAX_BYTES = 64 * 1024
 
 const refused = (file: string, problem: string, fix = "move it away (the defaults apply again)") =>
@@ -170,13 +170,7 @@ export const writeFile = (dataDir: string, profile: Record<string, unknown>): vo
   } finally {
     fs.rmSync(tmp, { force: true })
   }
-  if (process.platform === "win32") return
-  const dirFd = fs.openSync(dataDir, "r")
-  try {
-    fs.fsyncSync(dirFd)
-  } finally {
-    fs.closeSync(dirFd)
-  }
+  fsyncDir(dataDir)
 }
 
 /**

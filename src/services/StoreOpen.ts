@@ -28,6 +28,7 @@ import {
   ownUid,
   verifyDatabase
 } from "./StoreChecks.ts"
+import { O_NOFOLLOW } from "./Files.ts"
 import { CHOOSE_ANOTHER, errorCode, errorMessage, fsReason, StoreError } from "./StoreError.ts"
 import { APPLICATION_ID, migrate } from "./StoreSchema.ts"
 
@@ -35,9 +36,6 @@ export const DB_FILE_NAME = "p2pchat.db"
 
 /** How long a second process on the same data dir (`send` while `start` runs) waits for a lock. */
 export const BUSY_TIMEOUT_MS = 5000
-
-/** Never follow a symbolic link where the system can say so (0 elsewhere). */
-export const O_NOFOLLOW: number = fs.constants.O_NOFOLLOW ?? 0
 
 /**
  * Turns whatever opening `file` in `dir` threw into a StoreError a user can act on. A
