@@ -172,11 +172,16 @@ describe("crash safety: kill -9 mid-stream, 1,000 messages", () => {
     // only bob's announcements (PROTOCOL.md 3) can get them retried.
     const kills: Array<{ readonly atAck: number; readonly downMs: number; readonly restartedAt: number }> = []
     let streaming = true
+    // The stream writes one message per PACE_MS from now: a kill is due at its threshold of
+    // acks, or once the stream is 50 messages past it when acks lag (a machine busy for a
+    // while), so that all four happen mid-stream however slow the acks are.
+    const streamStart = Date.now()
+    const writtenBy = () => Math.floor((Date.now() - streamStart) / PACE_MS)
     const killer = (async () => {
       for (const threshold of [150, 400, 650, 900]) {
         await waitFor(`${threshold} acks`, () => {
           log.scan(a)
-          return log.acked.size >= threshold || !streaming ? true : undefined
+          return log.acked.size >= threshold || writtenBy() >= threshold + 50 || !streaming ? true : undefined
         }, 30_000, 10)
         if (!streaming) return
         const victim = bobs.at(-1)!
