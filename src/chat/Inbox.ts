@@ -21,6 +21,7 @@ import { keyId } from "../services/Crypto.ts"
 import { ALL, History } from "../services/History.ts"
 import { PeerRegistry } from "../services/PeerRegistry.ts"
 import { Store } from "../services/Store.ts"
+import { Transfers } from "../transfer/Transfers.ts"
 import { believeFrom } from "../trust/Trust.ts"
 import { Groups } from "./Groups.ts"
 import { Stats } from "./Stats.ts"
@@ -66,7 +67,10 @@ const receivers = (deps: {
   readonly storageFailed: (sender: Sender, label: string, e: { readonly message: string }) => Effect.Effect<void>
 }) => {
   const { history, store, events, stats, groups, storageFailed } = deps
-  /** Stores a message once, makes it durable, acks it, then shows it (with `shown`'s fields). */
+  /**
+   * Stores a message once, makes it durable, acks it, then shows it (with `shown`'s fields);
+   * false when it could not be stored.
+   */
   const keep = (
     inbound: Inbound,
     r: Parameters<Handler<"msg">>[1],
@@ -82,16 +86,17 @@ const receivers = (deps: {
         Effect.map(Option.some),
         Effect.catch((e) => Effect.as(storageFailed(sender, inbound.label, e), Option.none<boolean>()))
       )
-      if (Option.isNone(stored)) return
+      if (Option.isNone(stored)) return false
       // Only p2pchat senders give ids and read acks; a classic one would take it for a key.
       if (r.wantsAck) yield* inbound.session.ack(id)
-      if (!stored.value) return yield* stats.add("duplicates")
+      if (!stored.value) return yield* Effect.as(stats.add("duplicates"), true)
       yield* stats.add("received")
       const verified = r.mode === "noise" ? { verified: yield* history.isVerified(sender.key).pipe(Effect.orElseSucceed(() => false)) } : {}
       // The sender's clock, as its frame says (secure frames carry it): shown beside the arrival.
       const sentAt = Date.parse(r.inner.sentAt)
       const sent = Number.isFinite(sentAt) ? { sentAt: new Date(sentAt).toISOString() } : {}
       yield* events.publish({ event: "message", id, from: sender.name, text, mode: r.mode, at: at.toISOString(), ...sent, ...verified, ...shown })
+      return true
     })
 
   /**
@@ -107,15 +112,15 @@ const receivers = (deps: {
       const decision = yield* groups.receive(who, carried, r.inner.left === true).pipe(
         Effect.catch((e) => Effect.as(storageFailed(sender, inbound.label, e), undefined))
       )
-      if (decision === undefined) return
+      if (decision === undefined) return false
       if (decision._tag === "Refuse") {
         const message = `refused a message for the group ${carried.name} (${carried.id}) from ${who.name}: ${decision.reason}`
         yield* Effect.logWarning(`responder: ${message}`)
         yield* events.publish({ event: "warning", message })
-        return yield* inbound.session.ack(r.inner.id)
+        return yield* Effect.as(inbound.session.ack(r.inner.id), false)
       }
       const conversation = groupConversation(carried.id)
-      yield* keep(inbound, r, sender, conversation, { to: conversation, group: decision.state.name })
+      return yield* keep(inbound, r, sender, conversation, { to: conversation, group: decision.state.name })
     })
   return { keep, groupMsg }
 }
@@ -127,6 +132,8 @@ export const make = Effect.gen(function*() {
   const registry = yield* PeerRegistry
   const stats = yield* Stats
   const groups = yield* Groups
+  // a node's receiving side has Transfers; a stack built without it shows an offer's text alone
+  const transfers = yield* Effect.serviceOption(Transfers)
 
   const storageFailed = (sender: Sender, label: string, e: { readonly message: string }) =>
     Effect.gen(function*() {
@@ -142,9 +149,15 @@ export const make = Effect.gen(function*() {
     Effect.gen(function*() {
       const sender = yield* inbound.sender(r.claimedFrom)
       const to = r.inner.to
-      if (r.mode === "noise" && r.inner.group !== undefined && groupIdOf(to) === r.inner.group.id) return yield* groupMsg(inbound, r, sender)
-      // a broadcast is filed in its conversation too; a `to` this version does not know is ignored
-      return yield* keep(inbound, r, sender, to === ALL ? ALL : undefined, to === ALL ? { to: ALL } : {})
+      const kept = r.mode === "noise" && r.inner.group !== undefined && groupIdOf(to) === r.inner.group.id
+        ? yield* groupMsg(inbound, r, sender)
+        // a broadcast is filed in its conversation too; a `to` this version does not know is ignored
+        : yield* keep(inbound, r, sender, to === ALL ? ALL : undefined, to === ALL ? { to: ALL } : {})
+      // a file offer (protocol.md 9.1), once its msg is stored: from the name the session proved
+      const file = r.inner.file
+      if (kept && r.mode === "noise" && file !== undefined && inbound.who !== undefined && Option.isSome(transfers)) {
+        yield* transfers.value.offered(inbound.who, file)
+      }
     })
 
   const ack: Handler<"ack"> = (inbound) =>

@@ -28,14 +28,18 @@ import { Config } from "../services/Config.ts"
 import { Events } from "../services/Events.ts"
 import { PeerRegistry } from "../services/PeerRegistry.ts"
 import { History } from "../services/History.ts"
+import { Transfers, type TransferError } from "../transfer/Transfers.ts"
 import { Trust } from "../trust/Trust.ts"
 import { type BroadcastResult, makeBroadcast } from "./Broadcast.ts"
 import { Groups, type Changed } from "./Groups.ts"
+import { type FileSent, makeFileSend } from "./FileSend.ts"
 import { type GroupSendResult, makeGroupSend } from "./GroupSend.ts"
 import { Links } from "./Links.ts"
 import { Outbox, type UnstoredMessage } from "./Outbox.ts"
 import { SendError } from "./SendError.ts"
 import * as Text from "./text.ts"
+
+export type { FileSent } from "./FileSend.ts"
 
 export interface SendResult {
   readonly id: string
@@ -56,6 +60,12 @@ export class Initiator extends Context.Service<Initiator, {
   readonly broadcast: (text: string, mode?: Mode) => Effect.Effect<BroadcastResult, SendError>
   /** Sends one message to a group's members (GroupSend.ts): `ref` is its name or id. */
   readonly group: (ref: string, text: string) => Effect.Effect<GroupSendResult, SendError>
+  /**
+   * Offers files and folders (FileSend.ts): each PATH read, hashed and stored as an offer
+   * (Transfers.prepare), then one `msg` per offer to `target`, a user or `#group` (a copy per
+   * member). Secure sessions only: `mode`, when given, must be noise.
+   */
+  readonly sendFile: (target: string, paths: ReadonlyArray<string>, mode?: Mode) => Effect.Effect<FileSent, SendError | TransferError>
   /** Tells a group's members of a change made here (Groups.create, change, leave). */
   readonly groupChanged: (change: Changed) => Effect.Effect<GroupSendResult, SendError>
   /** Resends pending messages to online p2pchat peers (with their ids); how many got delivered. */
@@ -114,6 +124,7 @@ export const make = Effect.gen(function*() {
   const trust = yield* Trust
   const broadcast = makeBroadcast({ config, registry, events, outbox, trust, history: yield* History, refusal })
   const groups = makeGroupSend({ registry, outbox, groups: yield* Groups })
+  const files = makeFileSend({ config, registry, outbox, trust, groups: yield* Groups, transfers: yield* Effect.serviceOption(Transfers) })
 
   const send = (username: string, text: string, mode?: Mode): Effect.Effect<SendResult, SendError> =>
     Effect.gen(function*() {
@@ -145,6 +156,7 @@ export const make = Effect.gen(function*() {
     send,
     broadcast,
     group: groups.send,
+    sendFile: files.sendFile,
     groupChanged: groups.notify,
     retryPending: outbox.retryPending,
     close: (username) => links.close(username === undefined ? undefined : usernameKey(username)),

@@ -32,6 +32,7 @@ import { Events } from "../services/Events.ts"
 import { History, type HistoryEntry, type NewMessage } from "../services/History.ts"
 import { PeerRegistry, type RegistryChange } from "../services/PeerRegistry.ts"
 import { Store } from "../services/Store.ts"
+import { makeTransferStore, offerOf } from "../services/TransferStore.ts"
 import { Trust } from "../trust/Trust.ts"
 import { Groups } from "./Groups.ts"
 import { Links } from "./Links.ts"
@@ -71,7 +72,8 @@ const Deps = Effect.gen(function*() {
     trust: yield* Trust,
     groups: yield* Groups,
     stats: yield* Stats,
-    tuning: yield* InitiatorTuning
+    tuning: yield* InitiatorTuning,
+    transfers: makeTransferStore((yield* Store).db)
   }
 })
 type Deps = Effect.Success<typeof Deps>
@@ -80,15 +82,18 @@ const storageError = (what: string, cause: { readonly message: string }) =>
   new SendError({ reason: "Storage", cause, message: `${what}: ${cause.message}` })
 
 /** Delivery of one message; `inFlight` holds the ids being sent now, so a retry does not race them. */
-const makeDelivery = ({ history, links, stats, store, events, groups }: Deps, inFlight: Set<string>) => ({
+const makeDelivery = ({ history, links, stats, store, events, groups, transfers }: Deps, inFlight: Set<string>) => ({
   /** To a p2pchat peer: the frame and the fsync of its pending row at once, then the mark. */
   p2p: (peer: Peer, entry: Pick<HistoryEntry, "id" | "text" | "at" | "mode"> & { readonly conversation?: string | undefined }) =>
     Effect.gen(function*() {
       inFlight.add(entry.id)
       // a group's copy carries the group's list as it is now (protocol.md 5.5)
       const group = yield* groups.wire(entry.conversation)
+      // a file offer's msg carries the offer stored under its id (protocol.md 9.1), every time it goes
+      const offer = entry.mode === "noise" ? yield* transfers.outById(entry.id).pipe(Effect.orElseSucceed(() => undefined)) : undefined
+      const file = offer === undefined ? undefined : offerOf(offer)
       yield* Effect.all([
-        links.deliver(peer, entry.mode, { id: entry.id, text: entry.text, sentAt: entry.at, to: entry.conversation, group }),
+        links.deliver(peer, entry.mode, { id: entry.id, text: entry.text, sentAt: entry.at, to: entry.conversation, group, file }),
         Effect.mapError(store.durable, (e) => storageError(`delivered to ${peer.username}, but could not store it durably`, e))
       ], { concurrency: "unbounded", discard: true })
       const changed = yield* history.setState(entry.id, peer.key, "delivered").pipe(

@@ -32,6 +32,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import { FILE_PROTO } from "../domain/FileWire.ts"
 import type { HandshakeFrame } from "../domain/Frames.ts"
 import { usernameKey } from "../domain/Presence.ts"
 import type { IncomingSession } from "../dialects/Dialect.ts"
@@ -42,6 +43,8 @@ import { Config } from "../services/Config.ts"
 import { Crypto, keyId } from "../services/Crypto.ts"
 import { Events } from "../services/Events.ts"
 import { PeerRegistry } from "../services/PeerRegistry.ts"
+import type { HistoryError } from "../services/History.ts"
+import { Transfers } from "../transfer/Transfers.ts"
 import { type Accepted, type FrameChannel, Transport } from "../transport/Transport.ts"
 import { Trust } from "../trust/Trust.ts"
 import { ConnectionEnded, endOf, isBadInput } from "./ConnectionEnded.ts"
@@ -83,6 +86,8 @@ const Deps = Effect.gen(function*() {
     inbox: yield* Inbox,
     stats: yield* Stats,
     limits: yield* makeLimits,
+    /** The file server, in a node's receiving side (without it, file sessions are refused). */
+    transfers: yield* Effect.serviceOption(Transfers),
     /** Refused sessions (name and key) the user has been shown: each once, not on every retry. */
     told: new Set<string>()
   }
@@ -104,7 +109,19 @@ const rivalKeyId = (registry: Deps["registry"], trust: Deps["trust"], name: stri
   })
 
 /** A p2pchat/1 secure session (Noise XX), opened by handshake message 1. */
-const secure = ({ config, crypto, events, registry, trust }: Deps, ch: FrameChannel, first: HandshakeFrame) =>
+const secure = (deps: Deps, ch: FrameChannel, first: HandshakeFrame) =>
+  handshake(deps, ch, (name, options) => Noise.accept(ch, first, name, options))
+
+/** A file session's handshake (protocol.md 9.2: proto `p2pchat-file/1`), with the same checks. */
+const fileKeys = (deps: Deps, ch: FrameChannel, first: HandshakeFrame) =>
+  handshake(deps, ch, (name, options) => Noise.acceptFile(ch, first, name, options))
+
+/** The responder's half of a Noise XX handshake (`run`), with the name to prove and the trust checks. */
+const handshake = <A>(
+  { config, crypto, events, registry, trust }: Deps,
+  ch: FrameChannel,
+  run: (ownName: string, options: Noise.AcceptOptions) => Effect.Effect<A, SessionError | HistoryError, Crypto | Trust>
+) =>
   Effect.gen(function*() {
     const ownName = config.name
     if (ownName === undefined) {
@@ -113,7 +130,7 @@ const secure = ({ config, crypto, events, registry, trust }: Deps, ch: FrameChan
         message: "refused a secure session: this node has no username to prove in the handshake (start it with --name)"
       })
     }
-    return yield* Noise.accept(ch, first, ownName, {
+    return yield* run(ownName, {
       // the deadline of the connection rules; this is a backstop
       timeout: config.firstFrameTimeoutMs + 1000,
       announcedKeyId: (name) => rivalKeyId(registry, trust, name)
@@ -139,6 +156,9 @@ const open = (deps: Deps, ch: FrameChannel, conn: Conn, seen: { secure: boolean 
     )
     if (first._tag !== "Handshake") return Legacy.accept(ch, first)
     seen.secure = true
+    if (first.frame.proto === FILE_PROTO) {
+      return { file: yield* fileKeys(deps, ch, first.frame).pipe(deps.limits.byDeadline(conn, "the file session's handshake was")) }
+    }
     const session = yield* secure(deps, ch, first.frame).pipe(deps.limits.byDeadline(conn, "the secure handshake was"))
     const { username, fingerprint } = session.proven!
     yield* deps.stats.add("sessionsIn")
@@ -162,8 +182,10 @@ const tracked = ({ limits }: Deps, ch: FrameChannel, conn: Conn): FrameChannel =
 const serve = (deps: Deps, ch: FrameChannel, conn: Conn) => {
   const seen = { secure: false }
   return Effect.gen(function*() {
-    const session: IncomingSession = yield* open(deps, ch, conn, seen)
+    const opened = yield* open(deps, ch, conn, seen)
     yield* deps.limits.established(conn, seen.secure)
+    if ("file" in opened) return yield* serveFile(deps, ch, opened.file)
+    const session: IncomingSession = opened
     const proven = session.proven?.username
     const inbound: Inbound = {
       session,
@@ -186,6 +208,16 @@ const serve = (deps: Deps, ch: FrameChannel, conn: Conn) => {
       ))
   )
 }
+
+/** A file session (protocol.md 9): served by Transfers until it ends; its own timeouts apply, not the idle one. */
+const serveFile = (deps: Deps, ch: FrameChannel, keys: Noise.Completed) =>
+  Effect.gen(function*() {
+    if (Option.isNone(deps.transfers)) {
+      return yield* new ConnectionEnded({ reason: "Unsupported", message: "refused a file session: this role serves no files" })
+    }
+    yield* Effect.logDebug(`responder: file session from ${keys.peer.username} (${ch.label})`)
+    yield* deps.transfers.value.serve(ch, keys)
+  })
 
 /**
  * Whether the user is to be shown this failure: a refused changed key once per name and key

@@ -16,6 +16,7 @@ import type * as Effect from "effect/Effect"
 import type { Inner } from "../domain/Frames.ts"
 import type { GroupState } from "../domain/Group.ts"
 import type { Mode } from "../domain/Mode.ts"
+import type { FileOffer } from "../domain/Transfer.ts"
 import type { SessionError } from "./noise/channel.ts"
 
 /** A message to send: its id and text, and when it was first stored (a retry keeps it). */
@@ -27,6 +28,8 @@ export interface OutgoingMessage {
   readonly to?: string | undefined
   /** A group message's signed member list, and whether the sender left: secure sessions only. */
   readonly group?: { readonly state: GroupState; readonly left: boolean } | undefined
+  /** A file offer (protocol.md 9.1): secure sessions only. */
+  readonly file?: FileOffer | undefined
 }
 
 export interface OutgoingSession {

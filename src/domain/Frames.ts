@@ -4,6 +4,7 @@
  */
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
+import { FileOfferSchema } from "./FileWire.ts"
 import { GroupState } from "./Group.ts"
 import { oneLine, Username } from "./Presence.ts"
 
@@ -76,7 +77,12 @@ export const InnerMessage = Schema.Struct({
    */
   group: Schema.optionalKey(GroupState),
   /** In a group message: the sender has left the group (its text says so to every member). */
-  left: Schema.optionalKey(Schema.Literal(true))
+  left: Schema.optionalKey(Schema.Literal(true)),
+  /**
+   * A file or folder offered (protocol.md 9.1): the receiver records it and may fetch it
+   * over a file session. A receiver that does not know files shows the text alone.
+   */
+  file: Schema.optionalKey(FileOfferSchema)
 })
 export const InnerAck = Schema.Struct({ type: Schema.Literal("ack"), id: MessageId })
 export const Inner = Schema.Union([InnerMessage, InnerAck])

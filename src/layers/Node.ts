@@ -38,6 +38,7 @@ import * as PeerRegistry from "../services/PeerRegistry.ts"
 import * as PeerSnapshot from "../services/PeerSnapshot.ts"
 import * as PresenceSocket from "../services/PresenceSocket.ts"
 import * as Store from "../services/Store.ts"
+import * as TransferEngine from "../transfer/Engine.ts"
 import * as NodeTransport from "../transport/NodeTransport.ts"
 import type { Transport } from "../transport/Transport.ts"
 import * as Trust from "../trust/Trust.ts"
@@ -152,15 +153,39 @@ const discovering = Layer.mergeAll(Discovery.layer, PeerSnapshot.layer, PeerRegi
 /** `p2pchat discover`: discovery, the registry and its snapshot, shown through Events. */
 export const discoverRole = (config: NodeConfig) => discovering.pipe(Layer.provideMerge(listening(config, "discover")))
 
-/** The sending side: the Initiator over the Outbox over the Links. */
-export const sending = Initiator.layer.pipe(
-  Layer.provideMerge(Outbox.layer),
-  Layer.provideMerge(Links.layer),
-  Layer.provideMerge(Groups.layer)
-)
+/** A layer of Transfers (Engine.ts: a node's, or a client's). */
+type TransfersLayer = typeof TransferEngine.layer
 
-/** The receiving side: the Responder and the Inbox its sessions deliver to. */
-export const receiving = Responder.layer.pipe(Layer.provideMerge(Inbox.layer), Layer.provideMerge(Groups.layer))
+/**
+ * The sending side with `transfers`: the Initiator over the Outbox over the Links, and the
+ * Transfers that Initiator.sendFile prepares offers with.
+ */
+const sendingWith = (transfers: TransfersLayer) =>
+  Initiator.layer.pipe(
+    Layer.provideMerge(Outbox.layer),
+    Layer.provideMerge(Links.layer),
+    Layer.provideMerge(Groups.layer),
+    Layer.provideMerge(transfers)
+  )
+
+/**
+ * The sending side of a process beside a running node (`send`, `send-file`, `accept`): its
+ * Transfers prepare, record and list; the node on the data dir serves and fetches (it takes
+ * up an acceptance recorded here within Engine.SWEEP_EVERY_MS, and serves offers stored
+ * here when asked).
+ */
+export const sending = sendingWith(TransferEngine.clientLayer)
+
+/**
+ * The receiving side: the Responder, the Inbox its sessions deliver to, and the Transfers
+ * that serve file sessions, record offers and fetch what is accepted (one instance with the
+ * sending side's in a whole node).
+ */
+export const receiving = Responder.layer.pipe(
+  Layer.provideMerge(Inbox.layer),
+  Layer.provideMerge(Groups.layer),
+  Layer.provideMerge(TransferEngine.layer)
+)
 
 /**
  * A chat side with the stats, the transport and trust it needs, over storage, a registry and
@@ -183,7 +208,7 @@ const announcerOfResponder = Layer.unwrap(Effect.gen(function*() {
  * bye, goes out while it still listens. Its counters are saved in the data dir for `p2pchat stats`.
  */
 export const nodeRole = (config: NodeConfig, transport: Layer.Layer<Transport> = NodeTransport.layer) =>
-  Layer.mergeAll(announcerOfResponder, sending, StatsSnapshot.layer, NameWatch.layer).pipe(
+  Layer.mergeAll(announcerOfResponder, sendingWith(TransferEngine.layer), StatsSnapshot.layer, NameWatch.layer).pipe(
     Layer.provideMerge(receiving),
     Layer.provideMerge(Layer.mergeAll(Stats.layer, transport)),
     Layer.provideMerge(discovering),

@@ -67,6 +67,12 @@ export interface NodeConfig {
    * writable); beyond this a send that cannot be stored is refused.
    */
   readonly maxUnstoredMessages: number
+  /** Where received files land (absolute); default `<dataDir>/downloads`. */
+  readonly downloads: string
+  /** The largest offer accepted, in bytes (all of a folder's files together); default 8 GiB. */
+  readonly maxFileSize: number
+  /** Senders whose offers are accepted at once (names; pinned peers only). */
+  readonly acceptFilesFrom: ReadonlyArray<string>
 }
 
 /** The limits' defaults (issue 6, "Resource limits"); resolveConfig and testConfig use them. */
@@ -80,7 +86,8 @@ export const DEFAULT_LIMITS = {
   idleTimeoutMs: 5 * 60_000,
   idleTimeoutPlainMs: 30_000,
   maxFrameBytes: 64 * 1024,
-  maxUnstoredMessages: 1000
+  maxUnstoredMessages: 1000,
+  maxFileSize: 8 * 1024 ** 3
 } as const
 
 export class Config extends Context.Service<Config, NodeConfig>()("p2pchat/Config") {}
@@ -101,6 +108,7 @@ export interface ProfileValues {
   readonly tcpPort?: string | undefined
   readonly targets?: ReadonlyArray<string> | undefined
   readonly bind?: string | undefined
+  readonly downloads?: string | undefined
 }
 
 /** What the command line said; undefined where a flag was not given. */
@@ -122,6 +130,11 @@ export interface RawOptions {
   readonly firstFrameTimeout?: string | undefined
   readonly idleTimeout?: string | undefined
   readonly idleTimeoutPlain?: string | undefined
+  readonly downloads?: string | undefined
+  /** As typed: `500M`, `2G`, `8GiB`, `1048576`. */
+  readonly maxFileSize?: string | undefined
+  /** Names, split at commas already. */
+  readonly acceptFilesFrom?: ReadonlyArray<string> | undefined
 }
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
@@ -140,6 +153,21 @@ export const parsePort = (option: string, text: string, allowZero = false): numb
     throw new UsageError({ message: `${option}: expected a port number from ${allowZero ? 0 : 1} to 65535, got '${text}'` })
   }
   return n
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  "": 1, b: 1, k: 1024, kb: 1000, kib: 1024, m: 1024 ** 2, mb: 1000 ** 2, mib: 1024 ** 2,
+  g: 1024 ** 3, gb: 1000 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tb: 1000 ** 4, tib: 1024 ** 4
+}
+
+/** `1048576`, `500M`, `2G`, `8GiB`, `1.5GB` to bytes (K, M, G, T and KiB... are powers of 1024; kB, MB... of 1000). */
+export const parseSize = (text: string): number | undefined => {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)
+  if (m === null) return undefined
+  const unit = SIZE_UNITS[m[2]!.toLowerCase()]
+  if (unit === undefined) return undefined
+  const n = Math.floor(Number(m[1]) * unit)
+  return n > 0 && Number.isSafeInteger(n) ? n : undefined
 }
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/
@@ -230,9 +258,15 @@ const resolve = (raw: RawOptions, env: NodeJS.ProcessEnv, profile: ProfileValues
   if (!LOG_LEVELS.includes(logLevel as LogLevel)) {
     throw new UsageError({ message: `--log-level: expected one of ${LOG_LEVELS.join(", ")}, got '${logLevel}'` })
   }
+  const dataDir = resolveDataDir(raw, env)
+  const maxFileSize = raw.maxFileSize === undefined ? DEFAULT_LIMITS.maxFileSize : parseSize(raw.maxFileSize)
+  if (maxFileSize === undefined) {
+    throw new UsageError({ message: `--max-file-size: expected a size like 500M, 2G or 8GiB, got '${raw.maxFileSize}'` })
+  }
+  const acceptFilesFrom = (raw.acceptFilesFrom ?? []).map((n) => parseName("--accept-files-from", n))
   return {
     name,
-    dataDir: resolveDataDir(raw, env),
+    dataDir,
     udpPort,
     tcpPort,
     bind,
@@ -252,7 +286,10 @@ const resolve = (raw: RawOptions, env: NodeJS.ProcessEnv, profile: ProfileValues
     ),
     firstFrameTimeoutMs: duration("--first-frame-timeout", raw.firstFrameTimeout, DEFAULT_LIMITS.firstFrameTimeoutMs),
     idleTimeoutMs: duration("--idle-timeout", raw.idleTimeout, DEFAULT_LIMITS.idleTimeoutMs),
-    idleTimeoutPlainMs: duration("--idle-timeout-plain", raw.idleTimeoutPlain, DEFAULT_LIMITS.idleTimeoutPlainMs)
+    idleTimeoutPlainMs: duration("--idle-timeout-plain", raw.idleTimeoutPlain, DEFAULT_LIMITS.idleTimeoutPlainMs),
+    downloads: path.resolve(raw.downloads ?? profile.downloads ?? path.join(dataDir, "downloads")),
+    maxFileSize,
+    acceptFilesFrom
   }
 }
 
@@ -286,6 +323,8 @@ export const layer = (config: NodeConfig): Layer.Layer<Config> => Layer.succeed(
 /** A configuration for tests and benchmarks: loopback, OS-chosen ports, short timers. */
 export const testConfig = (overrides: Partial<NodeConfig> & { readonly dataDir: string }): NodeConfig => ({
   name: "tester",
+  downloads: path.join(overrides.dataDir, "downloads"),
+  acceptFilesFrom: [],
   udpPort: 0,
   tcpPort: 0,
   bind: "127.0.0.1",

@@ -32,10 +32,11 @@ export interface Identity {
 export interface CryptoShape {
   readonly identity: Identity
   /**
-   * A fresh Noise_XX_25519_ChaChaPoly_SHA256 handshake with prologue `p2pchat/1`, this
-   * node's static key and a new ephemeral key. One per session; never reuse it.
+   * A fresh Noise_XX_25519_ChaChaPoly_SHA256 handshake with prologue `p2pchat/1` (or the
+   * one given: a file session's, protocol.md 9), this node's static key and a new ephemeral
+   * key. One per session; never reuse it.
    */
-  readonly handshake: (initiator: boolean) => Effect.Effect<Handshake, CryptoError>
+  readonly handshake: (initiator: boolean, prologue?: Uint8Array) => Effect.Effect<Handshake, CryptoError>
   /** Signs presence (announcements, byes) with the identity key itself (XEdDSA): base64url. */
   readonly signPresence: SignPresence
 }
@@ -203,9 +204,9 @@ export const fromIdentity = (identity: Identity): CryptoShape => {
       signer ??= presenceSigner(identity.keyPair.privateKey)
       return Buffer.from(signer.sign(bytes)).toString("base64url")
     },
-    handshake: (initiator) =>
+    handshake: (initiator, prologue = PROLOGUE) =>
     Effect.try({
-      try: () => createHandshake({ initiator, prologue: PROLOGUE, staticKey: identity.keyPair }),
+      try: () => createHandshake({ initiator, prologue, staticKey: identity.keyPair }),
       catch: (e) => new CryptoError({ message: `cannot start a Noise handshake: ${(e as Error).message}` })
     })
   }

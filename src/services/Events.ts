@@ -8,6 +8,7 @@ import * as Layer from "effect/Layer"
 import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import type { TransferEvent } from "../domain/Transfer.ts"
 
 export type PeerStatusEvent = "online" | "away" | "expired" | "left"
 
@@ -41,6 +42,8 @@ export type UiEvent =
   | { readonly event: "warning"; readonly message: string }
   | { readonly event: "error"; readonly message: string }
   | { readonly event: "info"; readonly message: string }
+  /** A file transfer's progress (at most 4 a second each) and every change of its state (protocol.md 9). */
+  | TransferEvent
 
 export class Events extends Context.Service<Events, {
   readonly publish: (event: UiEvent) => Effect.Effect<void>

@@ -99,6 +99,7 @@ export const values = (p: Profile & Record<string, unknown>): ProfileValues => {
     udpPort: asText(p["udp-port"]),
     tcpPort: asText(p["tcp-port"]),
     bind: asText(p.bind),
+    downloads: asText(p.downloads),
     targets: Array.isArray(targets)
       ? targets.map((t) => String(t))
       : typeof targets === "string"

@@ -98,6 +98,53 @@ const migrations: ReadonlyArray<string> = [
     key TEXT NOT NULL,
     PRIMARY KEY (group_id, position)
   );
+  `,
+  // 6: file transfers (protocol.md 9): each offer sent ('out', one row, its recipients in
+  // transfer_recipients) or received ('in', one row per sender and id), and its files
+  // (transfer_items: the manifest in order, each file's per-chunk CRC-32s; the source read
+  // when sending, the .part and the final path when receiving)
+  `
+  CREATE TABLE transfers (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+    peer TEXT NOT NULL,
+    peer_name TEXT NOT NULL,
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('offered', 'receiving', 'paused', 'done', 'failed', 'declined')),
+    bytes INTEGER NOT NULL DEFAULT 0,
+    path TEXT,
+    reason TEXT,
+    at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (direction, peer, id)
+  );
+  CREATE INDEX transfers_state ON transfers (direction, state);
+  CREATE INDEX transfers_id ON transfers (id);
+  CREATE TABLE transfer_items (
+    transfer INTEGER NOT NULL REFERENCES transfers (seq) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    sums BLOB NOT NULL,
+    source TEXT,
+    mtime_ms REAL,
+    part TEXT,
+    saved TEXT,
+    PRIMARY KEY (transfer, idx)
+  );
+  CREATE TABLE transfer_recipients (
+    transfer INTEGER NOT NULL REFERENCES transfers (seq) ON DELETE CASCADE,
+    name_key TEXT NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (transfer, name_key)
+  );
   `
 ]
 

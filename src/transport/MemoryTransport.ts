@@ -11,7 +11,7 @@ import type * as Scope from "effect/Scope"
 import { channelOf } from "./Channel.ts"
 import { type Accepted, Transport, TransportError } from "./Transport.ts"
 
-type Item = { readonly bytes: string } | { readonly end: TransportError }
+type Item = { readonly bytes: string | Uint8Array } | { readonly end: TransportError }
 
 /** One direction of a connection. */
 interface Pipe {
@@ -34,6 +34,12 @@ const endPipe = (pipe: Pipe, why: TransportError) =>
 /** The bytes one side reads from `incoming` and writes to `outgoing`. */
 const endpoint = (incoming: Pipe, outgoing: Pipe) => {
   let readEnd: TransportError | undefined
+  const writable = <A>(f: () => Effect.Effect<A>) =>
+    Effect.suspend(() =>
+      outgoing.ended !== undefined
+        ? Effect.fail(new TransportError({ reason: "Io", message: "write failed: closed" }))
+        : Effect.asVoid(f())
+    )
   return {
     pull: Effect.suspend(() => {
       if (readEnd !== undefined) return Effect.fail(readEnd)
@@ -45,12 +51,10 @@ const endpoint = (incoming: Pipe, outgoing: Pipe) => {
         return Effect.succeed([item.bytes])
       })
     }),
-    write: (bytes: string) =>
-      Effect.suspend(() =>
-        outgoing.ended !== undefined
-          ? Effect.fail(new TransportError({ reason: "Io", message: "write failed: closed" }))
-          : Effect.asVoid(Queue.offer(outgoing.items, { bytes }))
-      )
+    write: (bytes: string) => writable(() => Queue.offer(outgoing.items, { bytes })),
+    // copied: the bytes in the pipe are the reader's alone
+    writeBytes: (chunks: ReadonlyArray<Uint8Array>) =>
+      writable(() => Queue.offerAll(outgoing.items, chunks.map((c) => ({ bytes: c.slice() }))))
   }
 }
 

@@ -48,7 +48,10 @@ const streamError = (what: string) => (e: Socket.SocketError): TransportError =>
 
 const bytesOf = (reader: Socket.Reader, writer: Socket.Writer) => ({
   pull: Effect.mapError(reader.pull, streamError("connection failed")),
-  write: (text: string) => Effect.mapError(writer.write(text), streamError("write failed"))
+  write: (text: string) => Effect.mapError(writer.write(text), streamError("write failed")),
+  // corked: a length and its message leave in one segment where they fit
+  writeBytes: (chunks: ReadonlyArray<Uint8Array>) =>
+    chunks.length === 0 ? Effect.void : Effect.mapError(writer.writeAll(chunks as [Uint8Array, ...Array<Uint8Array>]), streamError("write failed"))
 })
 
 const dial = (host: string, port: number, timeoutMs: number) =>

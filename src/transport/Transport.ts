@@ -47,6 +47,28 @@ export interface FrameChannel {
   readonly next: Effect.Effect<Frame, TransportError>
   /** Writes one frame, compact and followed by a newline, in a single write. */
   readonly send: (frame: object) => Effect.Effect<void, TransportError>
+  /**
+   * Takes the connection over as a stream of bytes (a file session after its handshake,
+   * protocol.md 9): from then on `next` and `send` are not used. Fails with "BadFrame" when
+   * the peer already sent bytes past the last frame read (anything but the newline that
+   * ends it), and when taken twice.
+   */
+  readonly raw: Effect.Effect<RawChannel, TransportError>
+}
+
+/** A connection as a byte stream (FrameChannel.raw). */
+export interface RawChannel {
+  /**
+   * Exactly `n` bytes (1 or more), in stream order. Fails "Closed" at a clean end of stream
+   * before the first of them, "ClosedMidFrame" after some of them.
+   */
+  readonly read: (n: number) => Effect.Effect<Uint8Array, TransportError>
+  /**
+   * Writes the chunks in order, as one write where it can; waits while the socket's buffer
+   * is full (backpressure: what is written but not sent stays bounded). The socket may
+   * still hold the chunks after it returns: the caller does not change them.
+   */
+  readonly write: (chunks: ReadonlyArray<Uint8Array>) => Effect.Effect<void, TransportError>
 }
 
 /** A connection the server accepted, before it is read. */

@@ -52,7 +52,10 @@ describe("resolveConfig defaults", () => {
       maxConnectionsPerAddress: 64,
       idleTimeoutPlainMs: 30_000,
       maxFrameBytes: 64 * 1024,
-      maxUnstoredMessages: 1000
+      maxUnstoredMessages: 1000,
+      downloads: path.join(path.join(os.homedir(), ".local", "share", "p2pchat"), "downloads"),
+      maxFileSize: 8 * 1024 ** 3,
+      acceptFilesFrom: []
     })
   })
 
@@ -146,7 +149,10 @@ describe("resolveConfig precedence: flags, then environment, then defaults", () 
       maxConnectionsPerAddress: 64,
       idleTimeoutPlainMs: 30_000,
       maxFrameBytes: 64 * 1024,
-      maxUnstoredMessages: 1000
+      maxUnstoredMessages: 1000,
+      downloads: path.join("/flag/data", "downloads"),
+      maxFileSize: 8 * 1024 ** 3,
+      acceptFilesFrom: []
     })
   })
 

@@ -20,7 +20,7 @@ import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import { fingerprint } from "../../domain/Fingerprint.ts"
 import { type ErrorFrame, type HandshakeFrame, HandshakePayload } from "../../domain/Frames.ts"
-import type { Handshake } from "../../domain/Noise.ts"
+import type { Handshake, Transport } from "../../domain/Noise.ts"
 import { oneLine, PROTO, usernameKey } from "../../domain/Presence.ts"
 import { Crypto, keyId } from "../../services/Crypto.ts"
 import type { HistoryError } from "../../services/History.ts"
@@ -41,6 +41,18 @@ import {
 export interface HandshakeOptions {
   /** Default HANDSHAKE_TIMEOUT. On expiry the handshake fails with reason "Handshake". */
   readonly timeout?: Duration.Input | undefined
+  /**
+   * What the session is for: message 1's `proto` and the Noise prologue (its ASCII bytes).
+   * Default `p2pchat/1` (a chat session); a file session's is `p2pchat-file/1`, so that a
+   * session of one kind can never be taken for the other.
+   */
+  readonly proto?: string | undefined
+}
+
+/** What a complete handshake gives: who the peer proved to be, and the transport keys. */
+export interface Completed {
+  readonly peer: Authenticated
+  readonly transport: Transport
 }
 
 export interface AcceptOptions extends HandshakeOptions {
@@ -85,9 +97,9 @@ const noiseStep = <A>(what: string, step: () => A): Effect.Effect<A, SessionErro
     catch: (e) => new SessionError({ reason: "Handshake", message: `secure handshake failed: ${what}: ${explainNoise(e)}` })
   })
 
-const startHandshake = (initiator: boolean): Effect.Effect<Handshake, SessionError, Crypto> =>
+const startHandshake = (initiator: boolean, proto: string): Effect.Effect<Handshake, SessionError, Crypto> =>
   Effect.gen(function*() {
-    return yield* (yield* Crypto).handshake(initiator)
+    return yield* (yield* Crypto).handshake(initiator, utf8.encode(proto))
   }).pipe(
     Effect.mapError((e) =>
       new SessionError({ reason: "Handshake", message: `secure handshake failed: ${e.message}` })
@@ -173,11 +185,11 @@ const runInitiator = <E, R>(
   username: string,
   opts: InitiateOptions,
   verify: Verify<E, R>
-): Effect.Effect<SecureChannel, SessionError | E, Crypto | R> =>
+): Effect.Effect<Completed, SessionError | E, Crypto | R> =>
   Effect.gen(function*() {
-    const hs = yield* startHandshake(true)
+    const hs = yield* startHandshake(true, opts.proto ?? PROTO)
     const m1 = yield* noiseStep("writing message 1", () => hs.writeMessage())
-    yield* io.write({ proto: PROTO, hs: toBase64(m1) })
+    yield* io.write({ proto: opts.proto ?? PROTO, hs: toBase64(m1) })
     const m2 = yield* readHandshakeMessage(io, 2)
     const payload = yield* noiseStep("reading message 2", () => hs.readMessage(m2))
     const peer = { username: yield* payloadUsername(payload, 2), key: yield* remoteStaticOf(hs) }
@@ -186,7 +198,7 @@ const runInitiator = <E, R>(
     yield* verify(peer)
     const m3 = yield* noiseStep("writing message 3", () => hs.writeMessage(encodePayload(username)))
     yield* io.write({ hs: toBase64(m3) })
-    return makeChannel(io, hs.split(), peer)
+    return { peer, transport: hs.split() }
   }).pipe(withHandshakeTimeout(opts.timeout))
 
 const runResponder = <E, R>(
@@ -195,18 +207,19 @@ const runResponder = <E, R>(
   username: string,
   opts: AcceptOptions,
   verify: Verify<E, R>
-): Effect.Effect<SecureChannel, SessionError | E, Crypto | R> =>
+): Effect.Effect<Completed, SessionError | E, Crypto | R> =>
   Effect.gen(function*() {
-    if (first.proto !== PROTO) {
+    const proto = opts.proto ?? PROTO
+    if (first.proto !== proto) {
       return yield* fail(
         "Protocol",
         first.proto === undefined
-          ? `secure handshake refused: message 1 has no "proto" field (expected "${PROTO}")`
-          : `secure handshake refused: the peer speaks "${oneLine(first.proto.slice(0, 40))}", this node speaks "${PROTO}"`
+          ? `secure handshake refused: message 1 has no "proto" field (expected "${proto}")`
+          : `secure handshake refused: the peer speaks "${oneLine(first.proto.slice(0, 40))}", this node speaks "${proto}"`
       )
     }
     const m1 = yield* messageBytes(first, 1)
-    const hs = yield* startHandshake(false)
+    const hs = yield* startHandshake(false, proto)
     const payload1 = yield* noiseStep("reading message 1", () => hs.readMessage(m1))
     if (payload1.byteLength !== 0) {
       return yield* fail("Handshake", `secure handshake failed: message 1 must have an empty payload, it has ${payload1.byteLength} bytes`)
@@ -226,8 +239,10 @@ const runResponder = <E, R>(
       )
     }
     yield* verify(peer).pipe(Effect.tapError((e) => isKeyChanged(e) ? sayRefusal(io, { error: "key-changed" }) : Effect.void))
-    return makeChannel(io, hs.split(), peer)
+    return { peer, transport: hs.split() }
   }).pipe(withHandshakeTimeout(opts.timeout))
+
+const channelOf = (io: FrameIO) => ({ peer, transport }: Completed): SecureChannel => makeChannel(io, transport, peer)
 
 const isKeyChanged = (e: unknown): boolean => e instanceof SessionError && e.reason === "KeyChanged"
 
@@ -245,7 +260,7 @@ export const initiate = (
   io: FrameIO,
   username: string,
   opts: InitiateOptions = {}
-): Effect.Effect<SecureChannel, SessionError, Crypto> => runInitiator(io, username, opts, noCheck)
+): Effect.Effect<SecureChannel, SessionError, Crypto> => Effect.map(runInitiator(io, username, opts, noCheck), channelOf(io))
 
 /**
  * The responder's handshake, without the trust check (prefer `acceptTrusted`), given the
@@ -257,7 +272,7 @@ export const accept = (
   first: HandshakeFrame,
   username: string,
   opts: AcceptOptions = {}
-): Effect.Effect<SecureChannel, SessionError, Crypto> => runResponder(io, first, username, opts, noCheck)
+): Effect.Effect<SecureChannel, SessionError, Crypto> => Effect.map(runResponder(io, first, username, opts, noCheck), channelOf(io))
 
 /**
  * `initiate` plus trust on first use. The responder's key is checked (and pinned on first
@@ -269,7 +284,7 @@ export const initiateTrusted = (
   username: string,
   opts: InitiateOptions = {}
 ): Effect.Effect<SecureChannel, SessionError | HistoryError, Crypto | Trust> =>
-  runInitiator(io, username, opts, verifyTrust)
+  Effect.map(runInitiator(io, username, opts, verifyTrust), channelOf(io))
 
 /** `accept` plus trust on first use, checked once the handshake is complete. */
 export const acceptTrusted = (
@@ -278,4 +293,22 @@ export const acceptTrusted = (
   username: string,
   opts: AcceptOptions = {}
 ): Effect.Effect<SecureChannel, SessionError | HistoryError, Crypto | Trust> =>
-  runResponder(io, first, username, opts, verifyTrust)
+  Effect.map(runResponder(io, first, username, opts, verifyTrust), channelOf(io))
+
+/**
+ * The handshakes with the trust check, giving the proven peer and the transport keys rather
+ * than a JSON channel: for a session whose messages after the handshake are not `ct`
+ * frames (a file session, protocol.md 9, with `proto: "p2pchat-file/1"`).
+ */
+export const initiateKeys = (
+  io: FrameIO,
+  username: string,
+  opts: InitiateOptions = {}
+): Effect.Effect<Completed, SessionError | HistoryError, Crypto | Trust> => runInitiator(io, username, opts, verifyTrust)
+
+export const acceptKeys = (
+  io: FrameIO,
+  first: HandshakeFrame,
+  username: string,
+  opts: AcceptOptions = {}
+): Effect.Effect<Completed, SessionError | HistoryError, Crypto | Trust> => runResponder(io, first, username, opts, verifyTrust)

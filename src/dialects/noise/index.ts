@@ -7,7 +7,10 @@ import type { HandshakeFrame } from "../../domain/Frames.ts"
 import type { FrameChannel } from "../../transport/Transport.ts"
 import type { IncomingSession, OutgoingSession } from "../Dialect.ts"
 import { frameIO, type SecureChannel, type SessionError } from "./channel.ts"
-import { type AcceptOptions, acceptTrusted, type InitiateOptions, initiateTrusted } from "./handshake.ts"
+import { FILE_PROTO } from "../../domain/FileWire.ts"
+import { type AcceptOptions, acceptKeys, acceptTrusted, type InitiateOptions, initiateKeys, initiateTrusted } from "./handshake.ts"
+
+export type { AcceptOptions, Completed } from "./handshake.ts"
 
 const provenOf = (secure: SecureChannel) => ({
   username: secure.remoteUsername,
@@ -30,7 +33,8 @@ const outgoing = (secure: SecureChannel, label: string): OutgoingSession => {
         text: m.text,
         sentAt: m.sentAt,
         ...(m.to === undefined ? {} : { to: m.to }),
-        ...(m.group === undefined ? {} : { group: m.group.state, ...(m.group.left ? { left: true as const } : {}) })
+        ...(m.group === undefined ? {} : { group: m.group.state, ...(m.group.left ? { left: true as const } : {}) }),
+        ...(m.file === undefined ? {} : { file: m.file })
       }),
     replies,
     proven: provenOf(secure)
@@ -48,3 +52,15 @@ export const accept = (ch: FrameChannel, first: HandshakeFrame, ownName: string,
     ack: (id) => secure.send({ type: "ack", id }),
     proven: provenOf(secure)
   }))
+
+/**
+ * A file session's handshake (protocol.md 9.2) on a dialed connection: proto and prologue
+ * `p2pchat-file/1`, the same payloads and trust checks as a chat session's; gives the
+ * proven peer and the transport keys for the binary stream that follows.
+ */
+export const initiateFile = (ch: FrameChannel, ownName: string, options: InitiateOptions) =>
+  initiateKeys(frameIO(ch), ownName, { ...options, proto: FILE_PROTO })
+
+/** Answers a file session's handshake whose first message is `first`. */
+export const acceptFile = (ch: FrameChannel, first: HandshakeFrame, ownName: string, options: AcceptOptions) =>
+  acceptKeys(frameIO(ch), first, ownName, { ...options, proto: FILE_PROTO })
