@@ -15,13 +15,18 @@ import { bundleDriver, bundleSql, ROOT } from "./lib/build.mjs"
 import { checkNoise } from "./lib/noise-check.mjs"
 import { killAllNow, rssMB, runJson, sleep, spawnTracked, stop, stopAll, waitFor, waitForPorts } from "./lib/proc.mjs"
 import { median, summary } from "./lib/stats.mjs"
+import { groupFanout } from "./figures/group.mjs"
+import { fileThroughput } from "./figures/files.mjs"
+import { webFigures } from "./figures/web.mjs"
 
 const { values: opt } = parseArgs({
   options: {
     json: { type: "string" },
     quick: { type: "boolean", default: false },
     only: { type: "string" },
-    keep: { type: "boolean", default: false }
+    keep: { type: "boolean", default: false },
+    // file-throughput's file, in MiB (1024 in the full run, 8 with --quick)
+    "file-mb": { type: "string" }
   }
 })
 const QUICK = opt.quick
@@ -32,7 +37,9 @@ const ONLY = opt.only?.split(",")
  */
 const wanted = (name) =>
   ONLY.includes(name) || (name === "fsync-p99" && ONLY.includes("ack-latency-p99")) ||
-  (name === "presence-cost" && ONLY.includes("presence-replay-cost"))
+  (name === "presence-cost" && ONLY.includes("presence-replay-cost")) ||
+  (name === "web-roundtrip-p99" && ONLY.includes("web-first-load")) ||
+  (name === "file-throughput" && (ONLY.includes("file-throughput-vs-disk") || ONLY.includes("file-peak-rss")))
 
 /** Sizes of every figure: the full run, and the smoke run (--quick). */
 const SIZE = QUICK
@@ -48,7 +55,10 @@ const SIZE = QUICK
     throughput: { seconds: 0.3, runs: 1, warmup: 3 },
     latency: { count: 20, runs: 1 },
     connections: { levels: "10,20", runs: 1 },
-    handshakes: { seconds: 0.3, runs: 1, concurrency: 2 }
+    handshakes: { seconds: 0.3, runs: 1, concurrency: 2 },
+    group: { nodes: 4, count: 10, runs: 1, warmup: 2 },
+    file: { mb: Number(opt["file-mb"] ?? 8), runs: 1, timeoutMs: 60_000 },
+    web: { messages: 5, loads: 1 }
   }
   : {
     helpRuns: 10,
@@ -62,7 +72,10 @@ const SIZE = QUICK
     throughput: { seconds: 3, runs: 5, warmup: 100 },
     latency: { count: 600, runs: 5 },
     connections: { levels: "250,500,1000,2000", runs: 3 },
-    handshakes: { seconds: 3, runs: 3, concurrency: 16 }
+    handshakes: { seconds: 3, runs: 3, concurrency: 16 },
+    group: { nodes: 16, count: 300, runs: 3, warmup: 10 },
+    file: { mb: Number(opt["file-mb"] ?? 1024), runs: 3, timeoutMs: 300_000 },
+    web: { messages: 100, loads: 5 }
   }
 /** The whole run stays under 10 minutes: a figure that would start later is not measured. */
 const BUDGET_MS = QUICK ? 120_000 : 9 * 60_000
@@ -128,6 +141,17 @@ const FIGURES = [
   },
   { name: "concurrent-connections", unit: "connections", goal: ">= 1000", pass: (v) => v >= 1000 },
   { name: "handshakes-per-second", unit: "handshakes/s", goal: ">= 500", pass: (v) => v >= 500 },
+  // send to the last member's ack in a group of 16 on one host; baseline: 1:1 ack p99 of the same run
+  { name: "group-fanout-p99", unit: "ms", goal: "ratio < 3", pass: (v, r) => r !== null && r < 3 },
+  // one 1 GiB file between two nodes, hashed and stored durably; baselines: a plain Node program, the disk alone
+  { name: "file-throughput", unit: "MB/s", goal: "ratio >= 0.8", pass: (v, r) => r !== null && r >= 0.8 },
+  { name: "file-throughput-vs-disk", unit: "MB/s", goal: "ratio >= 0.6", pass: (v, r) => r !== null && r >= 0.6 },
+  // VmHWM of each node during that transfer
+  { name: "file-peak-rss", unit: "MB", goal: "< 150", pass: (v) => v < 150 },
+  // send in alice's browser page to display in bob's (two `start --web` nodes, Chromium)
+  { name: "web-roundtrip-p99", unit: "ms", goal: "< 50", pass: (v) => v < 50 },
+  // a fresh page of the web UI, opened with its token, until the peer list shows the other node
+  { name: "web-first-load", unit: "ms", goal: "< 500", pass: (v) => v < 500 },
   { name: "registry-10k-memory", unit: "MB", goal: "< 50", pass: (v) => v < 50 },
   { name: "discovery-latency", unit: "ms", goal: "< 1000", pass: (v) => v < 1000 },
   // 1,000 peers announcing every 8 s may take 3% of one core: 240 us each; baseline: a bare Ed25519 verify
@@ -220,9 +244,9 @@ const printTable = (table) => {
 // Processes
 
 /** A p2pchat node (`p2pchat start`), loopback only, ports chosen by the OS. */
-const startNode = async (name, { json = true, targets = [], extra = [], onEvent, env } = {}) => {
+const startNode = async (name, { json = true, targets = [], extra = [], onEvent, env, bind = "127.0.0.1" } = {}) => {
   const args = [
-    CLI, "start", "--name", name, "--bind", "127.0.0.1", "--udp-port", "0", "--tcp-port", "0",
+    CLI, "start", "--name", name, "--bind", bind, "--udp-port", "0", "--tcp-port", "0",
     "--data-dir", freshDir(name), "--log-level", "warning", ...extra
   ]
   if (json) args.push("--json")
@@ -615,7 +639,12 @@ const STEPS = [
   // measured by ack-latency-p99 when that runs; alone otherwise
   ["fsync-p99", fsyncP99],
   ["concurrent-connections", concurrentConnections],
-  ["handshakes-per-second", handshakes]
+  ["handshakes-per-second", handshakes],
+  ["group-fanout-p99", groupFanout({ NODE, SIZE, startNode, freshDir, bundleDriver, record })],
+  // measures file-throughput-vs-disk and file-peak-rss too
+  ["file-throughput", fileThroughput({ NODE, BASELINE, SIZE, startNode, freshDir, bundleDriver, record, notMeasured, baselineDone })],
+  // measures web-first-load too
+  ["web-roundtrip-p99", webFigures({ NODE, CLI, SIZE, freshDir, record })]
 ]
 
 const main = async () => {

@@ -18,6 +18,12 @@ const FIGURES = [
   "ack-latency-p99",
   "concurrent-connections",
   "handshakes-per-second",
+  "group-fanout-p99",
+  "file-throughput",
+  "file-throughput-vs-disk",
+  "file-peak-rss",
+  "web-roundtrip-p99",
+  "web-first-load",
   "registry-10k-memory",
   "discovery-latency",
   "presence-cost",
@@ -29,6 +35,10 @@ const FIGURES = [
 /** Figures that need nothing beyond presence, plain chat and the CLI: always measured. */
 const ALWAYS_MEASURED = [
   "plain-throughput",
+  "group-fanout-p99",
+  "file-throughput",
+  "file-throughput-vs-disk",
+  "file-peak-rss",
   "concurrent-connections",
   "registry-10k-memory",
   "discovery-latency",
@@ -79,6 +89,12 @@ describe("bench harness (quick smoke run)", () => {
       for (const name of ALWAYS_MEASURED) {
         const row = table.find((r) => r["name"] === name)!
         expect(row["value"], `${name}: ${run.stdout}`).not.toBeNull()
+      }
+      // figures judged against a baseline of the same run have it (a small file, a group of 4 here)
+      for (const name of ["group-fanout-p99", "file-throughput", "file-throughput-vs-disk", "file-peak-rss"]) {
+        const row = table.find((r) => r["name"] === name)!
+        expect(row["baseline"], `${name}: ${run.stdout}`).toBeGreaterThan(0)
+        expect(row["value"], `${name}: ${run.stdout}`).toBeGreaterThan(0)
       }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true })
