@@ -29,13 +29,25 @@ import { exitWith, flushOutput, presenter, report, signalCode, watchSignals } fr
 import { history, peers, stats, whoami } from "./cli/read.ts"
 import { send } from "./cli/send.ts"
 import { groupCommand } from "./cli/group.ts"
+import { NO_WEB, showWeb, type WebFlags, webFlags, withWeb } from "./cli/web.ts"
+import { accept, decline, files, sendFile } from "./cli/files.ts"
 
-/** Prints every UI event until interrupted (Ctrl-C). */
+/**
+ * Prints every UI event until interrupted (Ctrl-C); as text, a file transfer's line only when
+ * its state changes (its progress events are for --json).
+ */
 const showEvents = (config: NodeConfig) =>
   Effect.gen(function*() {
     const { Events } = yield* modules.events
     const stream = yield* (yield* Events).subscribe
-    yield* Stream.runForEach(stream, (e) => printLine(render(config.json)(e)))
+    const states = new Map<string, string>()
+    yield* Stream.runForEach(stream, (e) => {
+      if (e.event === "file" && !config.json) {
+        if (states.get(`${e.direction} ${e.id}`) === e.state) return Effect.void
+        states.set(`${e.direction} ${e.id}`, e.state)
+      }
+      return printLine(render(config.json)(e))
+    })
   })
 
 const announce = Command.make("announce", {}, () =>
@@ -61,18 +73,20 @@ const discover = Command.make("discover", {}, () =>
  * standard input ends (exit 1 if a command of it failed); with no input at all (/dev/null)
  * it serves until stopped.
  */
-const runNode = (shared: Shared, command: string) =>
+const runNode = (shared: Shared, command: string, web: WebFlags = NO_WEB) =>
   Effect.gen(function*() {
     const config = yield* resolveNamed(shared)
     const { nodeRole, RoleLogger } = yield* modules.roles
     const { consoleLogger, runConsole } = yield* modules.console
+    const node = yield* withWeb(web, nodeRole(config))
     yield* Effect.scoped(Effect.gen(function*() {
+      yield* showWeb(web, config.json)
       const end = yield* runConsole
       if (end === "eof") yield* Effect.never
-    })).pipe(Effect.provide(nodeRole(config)), Effect.provideService(RoleLogger, consoleLogger))
+    })).pipe(Effect.provide(node), Effect.provideService(RoleLogger, consoleLogger))
   }).pipe(command === "" ? (effect) => effect : inCommand(command))
 
-const start = Command.make("start", {}, () => Effect.flatMap(base, (shared) => runNode(shared, "start"))).pipe(
+const start = Command.make("start", webFlags, (web) => Effect.flatMap(base, (shared) => runNode(shared, "start", web))).pipe(
   Command.withDescription("the whole node: announcer, discovery, responder, initiator and the console (default)")
 )
 
@@ -119,7 +133,10 @@ const trust = Command.make("trust", {
     }).pipe(Effect.scoped, Effect.provide(clientRole(config)))
   }).pipe(inCommand("trust"))).pipe(Command.withDescription("accept the key of USER whose fingerprint you compared"))
 
-const commands = [start, announce, discover, respond, chat, peers, stats, send, history, whoami, trust, groupCommand, configCommand] as const
+const commands = [
+  start, announce, discover, respond, chat, peers, stats, send, sendFile, accept, decline, files, history, whoami, trust, groupCommand,
+  configCommand
+] as const
 
 /** How `help` shows a command's help: as `COMMAND --help` would (set once `root` exists). */
 const showHelp: { run: (words: ReadonlyArray<string>) => Effect.Effect<void, unknown, Command.Environment> } = {

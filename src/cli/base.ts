@@ -41,6 +41,7 @@ export const modules = {
   snapshot: load(() => import("../services/PeerSnapshot.ts")),
   stats: load(() => import("../chat/StatsSnapshot.ts")),
   store: load(() => import("../services/Store.ts")),
+  transfers: load(() => import("../transfer/Transfers.ts")),
   trust: load(() => import("../trust/Trust.ts"))
 }
 
@@ -74,6 +75,18 @@ export const options = {
   idleTimeoutPlain: Flag.String("idle-timeout-plain").pipe(
     Flag.withDescription("an idle chat session that is not secure is closed after, default 30s"),
     Flag.optional
+  ),
+  downloads: Flag.String("downloads").pipe(
+    Flag.withDescription("where received files go, default DATA_DIR/downloads"),
+    Flag.optional
+  ),
+  acceptFilesFrom: Flag.String("accept-files-from").pipe(
+    Flag.withDescription("USER,...: take their offers without asking (peers with pinned keys only)"),
+    Flag.optional
+  ),
+  maxFileSize: Flag.String("max-file-size").pipe(
+    Flag.withDescription("the largest offer taken, default 8GiB (500M, 2G, 8GiB, bytes)"),
+    Flag.optional
   )
 }
 
@@ -100,6 +113,9 @@ const toRaw = (p: Shared): RawOptions => ({
   idleTimeout: Option.getOrUndefined(p.idleTimeout),
   maxConnectionsPerAddress: Option.getOrUndefined(p.maxConnectionsPerAddress),
   idleTimeoutPlain: Option.getOrUndefined(p.idleTimeoutPlain),
+  downloads: Option.getOrUndefined(p.downloads),
+  acceptFilesFrom: Option.getOrUndefined(p.acceptFilesFrom)?.split(",").map((n) => n.trim()).filter((n) => n !== ""),
+  maxFileSize: Option.getOrUndefined(p.maxFileSize),
   json: p.json,
   logLevel: Option.getOrUndefined(p.logLevel)
 })

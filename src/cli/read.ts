@@ -60,14 +60,16 @@ export const whoami = Command.make("whoami", {}, () =>
       id: identity?.id ?? null,
       dataDir: config.dataDir,
       udpPort: config.udpPort,
-      tcpPort: config.tcpPort
+      tcpPort: config.tcpPort,
+      downloads: config.downloads
     }
     if (config.json) return yield* printLine(toJson(info))
     yield* printLine(`username:    ${info.username ?? "(not set: --name, or p2pchat config set name NAME)"}`)
     yield* printLine(`fingerprint: ${info.fingerprint ?? "(no key yet: a node makes it when it first starts here)"}`)
     yield* printLine(`data dir:    ${info.dataDir}`)
     yield* printLine(`ports:       UDP ${info.udpPort}, TCP ${info.tcpPort}`)
-  }).pipe(inCommand("whoami"))).pipe(Command.withDescription("your name, fingerprint, data dir and ports"))
+    yield* printLine(`downloads:   ${info.downloads}`)
+  }).pipe(inCommand("whoami"))).pipe(Command.withDescription("your name, fingerprint, data dir, ports and downloads folder"))
 
 const RELATIVE: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 }
 const ISO = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$/

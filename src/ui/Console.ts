@@ -28,9 +28,11 @@ import { Events, type UiEvent } from "../services/Events.ts"
 import { History } from "../services/History.ts"
 import { Initiator } from "../chat/Initiator.ts"
 import { PeerRegistry } from "../services/PeerRegistry.ts"
+import { Transfers } from "../transfer/Transfers.ts"
 import { Trust } from "../trust/Trust.ts"
 import * as Commands from "./commands.ts"
 import { flushLogs, sawEvent } from "./ConsoleLog.ts"
+import * as Files from "./fileCommands.ts"
 import { type Ctx, groupNames, isKnown, knowGroup, makeState, type Services } from "./context.ts"
 import { groupCommand } from "./groupCommands.ts"
 import * as Talk from "./conversation.ts"
@@ -94,6 +96,8 @@ const onEvent = (ctx: Ctx, e: UiEvent): void => {
     case "info":
       sawEvent(e.message)
       return out.event(e)
+    case "file":
+      return Files.onTransfer(ctx, e)
     default:
       return out.event(e)
   }
@@ -134,6 +138,13 @@ const dispatch = (ctx: Ctx, p: Extract<Parsed, { readonly _tag: "command" }>): E
       return user === undefined ? usage("trust USER FINGERPRINT") : run(Commands.trust(ctx, user, p.args.slice(1).map((w) => w.text).join(" ")))
     case "group":
       return run(groupCommand(ctx, p.args))
+    case "file":
+      return run(Files.sendFiles(ctx, p.args))
+    case "accept":
+    case "decline":
+      return run(Files.answer(ctx, user, p.name === "accept"))
+    case "files":
+      return run(Files.showFiles(ctx))
     case "help":
       return run(Commands.help(ctx))
     case "quit":
@@ -205,7 +216,8 @@ const services: Effect.Effect<Services, never, Config | PeerRegistry | History |
     trust: yield* Trust,
     groups: yield* Groups,
     identity: (yield* Crypto).identity,
-    announcer: yield* Effect.serviceOption(Announcer)
+    announcer: yield* Effect.serviceOption(Announcer),
+    transfers: yield* Effect.serviceOption(Transfers)
   }
 })
 
@@ -219,15 +231,17 @@ export const runConsole = Effect.gen(function*() {
   for (const p of yield* s.registry.list) state.names.set(p.key, p.username)
   for (const g of yield* Effect.orElseSucceed(s.groups.list, () => [])) knowGroup(state, g.state)
   const hint = () => [tone("dim", "(press Ctrl-D or type /quit to leave)")]
-  const completer = (line: string) => complete(line, [...state.names.values(), ...groupNames(state)], state.current !== undefined)
+  const completer = (line: string) =>
+    complete(line, [...state.names.values(), ...groupNames(state)], state.current !== undefined, Files.pathCandidates)
   const editor: Editor = headless ? noEditor : yield* makeEditor(interactive, { completer, hint })
   const holder: { ctx?: Ctx } = {}
   // `#` and a group's name or id: its members (Initiator.group); any other name: that peer
   const send = (to: string, text: string, mode: Mode | undefined): Effect.Effect<SendResult | GroupSendResult, SendError> =>
     to.startsWith("#") ? s.initiator.group(to, text) : s.initiator.send(to, text, mode)
   const sends = yield* makeSends(send, (to, outcome) => Talk.report(holder.ctx!)(to, outcome))
-  const ctx: Ctx = holder.ctx = { ...s, state, editor, out, sends }
-  yield* Effect.addFinalizer(() => Effect.sync(flushLogs))
+  const follower = Files.makeConsoleFollower(s.config.json)
+  const ctx: Ctx = holder.ctx = { ...s, state, editor, out, sends, follower }
+  yield* Effect.addFinalizer(() => Effect.sync(() => (follower.close(), flushLogs())))
 
   const incoming = yield* (yield* Events).subscribe
   yield* Effect.forkScoped(Stream.runForEach(incoming, (e) => Effect.sync(() => onEvent(ctx, e))))

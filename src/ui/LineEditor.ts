@@ -16,7 +16,7 @@ import { EventEmitter } from "node:events"
 import { stripVTControlCharacters } from "node:util"
 import { makeKeyReader, PASTE_OFF, PASTE_ON, pastedText } from "./keys.ts"
 import { screen } from "./Screen.ts"
-import type { Line } from "./style.ts"
+import { columns, type Line } from "./style.ts"
 
 export type Input =
   /** `prompt`: the prompt it was typed at, without colour. */
@@ -41,18 +41,7 @@ export interface EditorOptions {
   readonly hint: () => Line
 }
 
-/** Terminal columns a text takes: wide (CJK, emoji) characters two, combining marks none. */
-export const columns = (text: string): number => {
-  let n = 0
-  for (const c of stripVTControlCharacters(text)) {
-    if (/[\p{Mn}\p{Me}\u200b-\u200f]/u.test(c)) continue
-    n += /[\u1100-\u115f\u2e80-\u303e\u3041-\u33ff\u3400-\u4dbf\u4e00-\u9fff\ua000-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6\u{1f300}-\u{1f64f}\u{1f900}-\u{1f9ff}\u{20000}-\u{3fffd}]/u
-        .test(c)
-      ? 2
-      : 1
-  }
-  return n
-}
+export { columns }
 
 /** Rows a prompt and its line took on a terminal `width` columns wide (0 or unknown: one row, as the editor sees it). */
 export const rowsOf = (text: string, width: number | undefined): number =>

@@ -7,7 +7,8 @@
  *
  * Everything printed is cleaned (`paint`), coloured only when colour is on.
  */
-import { type Line, paint } from "./style.ts"
+import * as readline from "node:readline"
+import { columns, type Line, paint } from "./style.ts"
 
 /** What the screen needs of the line editor that shows the prompt. */
 export interface Prompt {
@@ -25,11 +26,55 @@ interface Out {
 let prompt: Prompt | undefined
 let colour = false
 
+/**
+ * Status lines (a transfer's progress): drawn below what was printed and above the prompt,
+ * one terminal row each, redrawn in place; on a terminal only.
+ */
+const statuses = new Map<string, Line>()
+/** Status rows on the screen now. */
+let drawn = 0
+
+/** A text cut to fit in one row of `width` columns (wide characters count two). */
+export const fitRow = (text: string, width: number): string => {
+  let out = ""
+  let used = 0
+  for (const c of text) {
+    const w = columns(c)
+    if (used + w > width) return `${out.slice(0, Math.max(0, out.length - 1))}~`
+    out += c
+    used += w
+  }
+  return out
+}
+
+/** Clears the status rows; with a prompt, it has been hidden first (the cursor is just below them). */
+const eraseStatus = (): void => {
+  if (drawn === 0) return
+  const out = process.stdout
+  readline.cursorTo(out, 0)
+  readline.moveCursor(out, 0, prompt === undefined ? -(drawn - 1) : -drawn)
+  readline.clearScreenDown(out)
+  drawn = 0
+}
+
+/** Draws the status rows; without a prompt the cursor stays at the end of the last one. */
+const drawStatus = (): void => {
+  const out = process.stdout
+  if (statuses.size === 0 || out.isTTY !== true) return
+  // (a terminal that gives no size says 0)
+  const width = Math.max(10, (out.columns || 80) - 1)
+  const rows = [...statuses.values()].map((l) => fitRow(paint(l, false), width))
+  out.write(prompt === undefined ? rows.join("\n") : rows.map((r) => `${r}\n`).join(""))
+  drawn = rows.length
+}
+
 const around = (print: () => void): void => {
-  if (prompt === undefined) return print()
-  prompt.hide()
+  if (prompt === undefined && drawn === 0 && statuses.size === 0) return print()
+  prompt?.hide()
+  eraseStatus()
   print()
-  prompt.show()
+  drawStatus()
+  prompt?.show()
 }
 
 export const screen = {
@@ -57,6 +102,22 @@ export const screen = {
     const text = `${paint(line, false)}\n`
     if (stream.isTTY === true) around(() => void stream.write(text))
     else stream.write(text)
+  },
+  /**
+   * Sets (or with `undefined` removes) the status line `key`, redrawn in place below the
+   * printed lines (a transfer's progress); nothing is shown when stdout is no terminal.
+   */
+  status: (key: string, line: Line | undefined): void => {
+    if (line === undefined && !statuses.has(key)) return
+    if (line === undefined) statuses.delete(key)
+    else statuses.set(key, line)
+    if (process.stdout.isTTY === true) around(() => {})
+  },
+  /** Removes every status line. */
+  clearStatus: (): void => {
+    if (statuses.size === 0) return
+    statuses.clear()
+    if (process.stdout.isTTY === true) around(() => {})
   },
   /** The terminal's bell (a message outside the current conversation). */
   bell: (): void => {

@@ -98,14 +98,18 @@ export const whoami = (ctx: Ctx) =>
   Effect.sync(() => {
     const { config, identity } = ctx
     ctx.out.result(
-      [`${config.name ?? "(no name)"}  fingerprint ${identity.fingerprint}  UDP ${config.udpPort} TCP ${config.tcpPort}  data ${config.dataDir}`],
+      [
+        `${config.name ?? "(no name)"}  fingerprint ${identity.fingerprint}  UDP ${config.udpPort} TCP ${config.tcpPort}  data ${config.dataDir}` +
+        `  downloads ${config.downloads}`
+      ],
       {
         username: config.name ?? null,
         fingerprint: identity.fingerprint,
         id: identity.id,
         dataDir: config.dataDir,
         udpPort: config.udpPort,
-        tcpPort: config.tcpPort
+        tcpPort: config.tcpPort,
+        downloads: config.downloads
       }
     )
   })
@@ -119,6 +123,8 @@ export const HELP: ReadonlyArray<string> = [
   "  //text sends /text; an empty line ends the conversation",
   "groups: #NAME is a group where a USER goes (msg #team hi, chat #team, history #team); `group` lists them,",
   "  `group create team bob carol` makes one (its members: peers with pinned keys)",
+  "files: `file bob report.pdf photos/` offers them; bob sees name, size and SHA-256 and types `accept ID`;",
+  "  a progress line shows each transfer under way; `files` lists them all",
   "keys: Tab completes commands and names; Ctrl-C clears the line; Ctrl-D (at an empty line) leaves;",
   "  a paste of several lines is one message to the current conversation"
 ]

@@ -13,9 +13,11 @@ import type { Config } from "../services/Config.ts"
 import type { Crypto } from "../services/Crypto.ts"
 import type { History } from "../services/History.ts"
 import type { PeerRegistry } from "../services/PeerRegistry.ts"
+import type { Transfers } from "../transfer/Transfers.ts"
 import type { Trust } from "../trust/Trust.ts"
 import type { Editor } from "./LineEditor.ts"
 import type { Output } from "./Output.ts"
+import type { Follower } from "./progress.ts"
 import type { Sends } from "./Sends.ts"
 import { type Segment, tone } from "./style.ts"
 
@@ -28,6 +30,8 @@ export interface Services {
   readonly groups: Groups["Service"]
   readonly identity: Crypto["Service"]["identity"]
   readonly announcer: Option.Option<Announcer["Service"]>
+  /** File transfer: the whole node's (`start`); none in `chat` alone. */
+  readonly transfers: Option.Option<Transfers["Service"]>
 }
 
 /** The current conversation: where plain lines go (a peer, or a group). */
@@ -61,6 +65,8 @@ export interface Ctx extends Services {
   readonly editor: Editor
   readonly out: Output
   readonly sends: Sends
+  /** The transfers' lines and progress lines. */
+  readonly follower: Follower
 }
 
 export const makeState = (): State => ({ current: undefined, unread: new Map(), names: new Map(), groups: new Map(), warned: new Set() })

@@ -6,7 +6,8 @@
  * Without a current conversation every line is a command, as in the original. In a
  * conversation a line is text for the peer unless it starts with `/` (`//` sends a line
  * that starts with one slash), or is exactly a command with its arguments: a word alone
- * (`quit`, `history`, `users`), or a word and a known name (`history carol`, `msg carol hi`).
+ * (`quit`, `history`, `users`), a word and a known name (`history carol`, `msg carol hi`,
+ * `file carol a.pdf`), or `accept`/`decline` and an offer's id (`accept 3f2a1b2c`).
  */
 import { ALL } from "../domain/Conversation.ts"
 
@@ -63,6 +64,10 @@ export const COMMANDS = {
   all: { args: "[--plain|--classic] TEXT", help: "send TEXT to everyone online (secure; a flag also reaches the others)" },
   history: { args: "[USER | #GROUP | *all* | --all]", help: "the conversation with USER, else the current one, else all; *all*: the broadcasts" },
   group: { args: "[list|show|create|add|remove|leave] ...", help: "groups: list, show NAME, create NAME [USER...], add/remove NAME USER..., leave NAME" },
+  file: { args: "USER|#GROUP PATH...", help: "offer files or folders to USER or a group's members (Tab completes paths)" },
+  accept: { args: "ID", help: "take a file offered to you (the first 8 characters of its id are enough)" },
+  decline: { args: "ID", help: "refuse a file offered to you" },
+  files: { args: "", help: "the file transfers, in and out, with their state" },
   away: { args: "", help: "tell the others you are away" },
   back: { args: "", help: "tell the others you are back" },
   whoami: { args: "", help: "your name, fingerprint, ports and data dir" },
@@ -78,7 +83,7 @@ export type CommandName = keyof typeof COMMANDS
 const isCommand = (w: string): w is CommandName => Object.hasOwn(COMMANDS, w)
 
 /** Commands that take no argument: alone on a line in a conversation, they are commands. */
-const BARE = new Set<CommandName>(["users", "away", "back", "whoami", "help", "quit", "exit", "history", "group"])
+const BARE = new Set<CommandName>(["users", "away", "back", "whoami", "help", "quit", "exit", "history", "group", "files"])
 /** The words after `group`. */
 export const GROUP_SUBCOMMANDS = ["list", "show", "create", "add", "remove", "leave"] as const
 /** Whether `group ...` in a conversation is the command: `group list`, or a subcommand and a known group (`group show #team`). */
@@ -90,7 +95,7 @@ const groupLine = (ws: ReadonlyArray<Word>, known: (name: string) => boolean): b
     known(name.startsWith("#") ? name : `#${name}`)
 }
 /** Commands whose first argument is a name: with a known name, they are commands in a conversation. */
-const NAMED = new Set<CommandName>(["chat", "msg", "history", "verify", "trust"])
+const NAMED = new Set<CommandName>(["chat", "msg", "history", "verify", "trust", "file"])
 
 export type Parsed =
   | { readonly _tag: "empty" }
@@ -117,6 +122,8 @@ export const parse = (line: string, inConversation: boolean, known: (name: strin
   const name = ws[1]
   if (word === "history" && ws.length === 2 && (name?.text === "--all" || name?.text === ALL)) return command(word)
   if (word === "group") return groupLine(ws, known) ? command(word) : { _tag: "text", text: line }
+  // `accept 3f2a1b2c`: an offer's id (hex, 4 characters at least) alone after the word
+  if ((word === "accept" || word === "decline") && ws.length === 2 && /^[0-9a-f]{4,}(-[0-9a-f-]*)?$/i.test(name!.text)) return command(word)
   if (NAMED.has(word) && name !== undefined && known(name.text)) {
     if (word === "history" || word === "verify") return ws.length === 2 ? command(word) : { _tag: "text", text: line }
     return command(word)
@@ -144,10 +151,16 @@ const groupCompletions = (sub: string, index: number, current: string, names: Re
 /**
  * Tab completion (readline's completer): commands at the start of a line, names where a
  * command takes one (`names` holds groups as `#NAME`), the mode flags after `chat USER`,
- * `group`'s subcommands and groups, and in a conversation a name for the word being typed.
+ * `group`'s subcommands and groups, paths after `file USER` (`paths`: the candidates for what
+ * is typed), and in a conversation a name for the word being typed.
  * Gives the candidates and the part of the line they replace.
  */
-export const complete = (line: string, names: ReadonlyArray<string>, inConversation: boolean): [Array<string>, string] => {
+export const complete = (
+  line: string,
+  names: ReadonlyArray<string>,
+  inConversation: boolean,
+  paths: (typed: string) => Array<string> = () => []
+): [Array<string>, string] => {
   const slash = line.startsWith("/")
   const ws = words(slash ? line.slice(1) : line)
   const endsInSpace = line === "" || /\s$/.test(line)
@@ -171,6 +184,7 @@ export const complete = (line: string, names: ReadonlyArray<string>, inConversat
     if (index === 1 && word === "all") return [byPrefix(["--plain", "--classic"], current), current]
     if (word === "group") return [groupCompletions(ws[1]?.text.toLowerCase() ?? "", index, current, names).map((n) => `${n} `), current]
     if (index >= 2 && word === "chat") return [byPrefix(FLAGS, current), current]
+    if (index >= 2 && word === "file") return [paths(current), current]
     return [[], current]
   }
   return [namesFor(current), current]

@@ -11,6 +11,7 @@ import type { PeerView } from "../services/PeerSnapshot.ts"
 import { clean, escapeChar, UNSAFE } from "../domain/Text.ts"
 import { type Line, plain, type Segment, tone } from "./style.ts"
 import { clock, parseTime, sentNote, stamp } from "./time.ts"
+import { transferLine, transferOf } from "./transferView.ts"
 
 export { clean }
 
@@ -79,6 +80,9 @@ export const eventLine = (e: UiEvent): Line => {
       return [tone("error", `error: ${e.message}`)]
     case "info":
       return e.message
+    case "file":
+      // a transfer's change of state (its progress is the follower's: progress.ts)
+      return transferLine(transferOf(e), "p2pchat ")
   }
 }
 

@@ -7,6 +7,7 @@
  * Colour is on only on a terminal, without NO_COLOR (https://no-color.org), and not on a
  * `dumb` one.
  */
+import { stripVTControlCharacters } from "node:util"
 import { clean } from "../domain/Text.ts"
 
 /**
@@ -59,3 +60,16 @@ export const paint = (line: Line, colour: boolean): string => {
 
 /** The line's text without colour (what a test or a log compares). */
 export const plain = (line: Line): string => paint(line, false)
+
+/** Terminal columns a text takes: wide (CJK, emoji) characters two, combining marks none. */
+export const columns = (text: string): number => {
+  let n = 0
+  for (const c of stripVTControlCharacters(text)) {
+    if (/[\p{Mn}\p{Me}\u200b-\u200f]/u.test(c)) continue
+    n += /[\u1100-\u115f\u2e80-\u303e\u3041-\u33ff\u3400-\u4dbf\u4e00-\u9fff\ua000-\ua4cf\uac00-\ud7a3\uf900-\ufaff\ufe30-\ufe4f\uff00-\uff60\uffe0-\uffe6\u{1f300}-\u{1f64f}\u{1f900}-\u{1f9ff}\u{20000}-\u{3fffd}]/u
+        .test(c)
+      ? 2
+      : 1
+  }
+  return n
+}
