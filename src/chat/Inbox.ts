@@ -65,8 +65,10 @@ const receivers = (deps: {
   readonly stats: Stats["Service"]
   readonly groups: Groups["Service"]
   readonly storageFailed: (sender: Sender, label: string, e: { readonly message: string }) => Effect.Effect<void>
+  /** Whether file offers are shown as transfers (a `file` event), rather than as their msg's text. */
+  readonly offersShown: boolean
 }) => {
-  const { history, store, events, stats, groups, storageFailed } = deps
+  const { history, store, events, stats, groups, storageFailed, offersShown } = deps
   /**
    * Stores a message once, makes it durable, acks it, then shows it (with `shown`'s fields);
    * false when it could not be stored.
@@ -95,6 +97,8 @@ const receivers = (deps: {
       // The sender's clock, as its frame says (secure frames carry it): shown beside the arrival.
       const sentAt = Date.parse(r.inner.sentAt)
       const sent = Number.isFinite(sentAt) ? { sentAt: new Date(sentAt).toISOString() } : {}
+      // an offer is shown once, as the transfer Transfers.offered publishes
+      if (offersShown && r.mode === "noise" && r.inner.file !== undefined) return true
       yield* events.publish({ event: "message", id, from: sender.name, text, mode: r.mode, at: at.toISOString(), ...sent, ...verified, ...shown })
       return true
     })
@@ -143,7 +147,7 @@ export const make = Effect.gen(function*() {
       yield* events.publish({ event: "error", message })
     })
 
-  const { keep, groupMsg } = receivers({ history, store, events, stats, groups, storageFailed })
+  const { keep, groupMsg } = receivers({ history, store, events, stats, groups, storageFailed, offersShown: Option.isSome(transfers) })
 
   const msg: Handler<"msg"> = (inbound, r) =>
     Effect.gen(function*() {

@@ -12,13 +12,13 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as fs from "node:fs"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type { FileOffer } from "../domain/Transfer.ts"
 import { usernameKey } from "../domain/Presence.ts"
 import { Config } from "../services/Config.ts"
 import { Crypto } from "../services/Crypto.ts"
 import { Events } from "../services/Events.ts"
+import { History } from "../services/History.ts"
 import { PeerRegistry } from "../services/PeerRegistry.ts"
 import { Store } from "../services/Store.ts"
 import { makeTransferStore, type TransferRow } from "../services/TransferStore.ts"
@@ -60,6 +60,7 @@ const Deps = Effect.gen(function*() {
     events: yield* Events,
     registry: yield* PeerRegistry,
     trust: yield* Trust,
+    history: yield* History,
     crypto: yield* Crypto,
     transport: yield* Transport
   }
@@ -210,7 +211,7 @@ const makeAccept = (deps: Deps, fetcher: Fetcher, background: boolean) => (id: s
     return toTransfer(started)
   })
 
-/** Transfers.offered: recorded once, shown, and accepted at once from a pinned sender the user listed. */
+/** Transfers.offered: recorded once, shown, and accepted at once from a sender the user listed and verified. */
 const makeOffered = (deps: Deps, progress: Progress, accept: (id: string) => Effect.Effect<unknown, TransferError>) =>
 (sender: string, offer: FileOffer) =>
   Effect.gen(function*() {
@@ -220,8 +221,13 @@ const makeOffered = (deps: Deps, progress: Progress, accept: (id: string) => Eff
     const row = yield* deps.store.inOf(key, offer.id)
     if (row !== undefined) yield* progress.changed(row)
     if (!deps.config.acceptFilesFrom.some((n) => usernameKey(n) === key)) return
-    const pinned = yield* deps.trust.pinned(sender).pipe(Effect.orElseSucceed(() => Option.none()))
-    if (Option.isNone(pinned)) return
+    // A verified key only: the offer's own session pins an unknown sender on first use, so
+    // "pinned" would let anyone who takes a listed name first fill the downloads.
+    if (!(yield* deps.history.isVerified(key).pipe(Effect.orElseSucceed(() => false)))) {
+      const message = `${offer.name} from ${sender} waits for accept: --accept-files-from takes offers only from a key you ` +
+        `verified (p2pchat trust ${sender} FINGERPRINT)`
+      return yield* deps.events.publish({ event: "info", message })
+    }
     yield* accept(offer.id).pipe(
       Effect.catch((e) => deps.events.publish({ event: "warning", message: `${offer.name} from ${sender} not accepted: ${e.message}` }))
     )

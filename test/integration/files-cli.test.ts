@@ -11,7 +11,7 @@
  *     and after the sender's: the file arrives whole, and the bytes alice served in total
  *     (her transfer row) are at most its size plus one chunk;
  *   - decline: send-file exits 1, saying so;
- *   - --accept-files-from: alice's offer is taken without `accept`, carol's is not;
+ *   - --accept-files-from: alice's offer is taken without `accept` once bob verified her key, carol's is not;
  *   - usage errors: one clear line, exit 2 (or 1 for an unknown user or a missing path).
  *
  * Loopback only: every node gets `--bind 127.0.0.x` and targets on loopback. Nothing in the
@@ -239,7 +239,7 @@ describe("file transfer through the CLI", () => {
     expect(await transferRow(bob, offer.id, "in")).toMatchObject({ state: "declined" })
   }, 20_000)
 
-  it("--accept-files-from: a listed pinned peer's offer is fetched without accept; an unlisted one's waits", async () => {
+  it("--accept-files-from: a listed peer's offer is fetched without accept once its key is verified; an unlisted one's waits", async () => {
     // bob takes files from carol only: alice's offer waits
     await bobNode.stop()
     bobNode = startNode(bob, ["--accept-files-from", "carol"])
@@ -252,10 +252,13 @@ describe("file transfer through the CLI", () => {
     await new Promise((r) => setTimeout(r, 1_500))
     expect(await transferRow(bob, waiting.id, "in")).toMatchObject({ state: "offered", bytes: 0 })
 
-    // bob takes files from alice (pinned: they have had secure sessions)
+    // bob takes files from alice once he has verified her key
     await bobNode.stop()
     bobNode = startNode(bob, ["--accept-files-from", "carol,alice"])
     await meet(aliceNode, bobNode, alice, bob)
+    const aliceId = JSON.parse((await cli(alice, ["whoami", "--json"])).stdout)
+    const trusted = await cli(bob, ["trust", "alice", aliceId.fingerprint])
+    expect(trusted.code, trusted.stderr).toBe(0)
     const second = randomFile(files, "auto.bin", 1)
     const sender = spawnCli(["send-file", "bob", second, ...options(alice)])
     const done = await bobNode.waitForJson((e) => e.event === "file" && e.name === "auto.bin" && e.state === "done", 15_000)

@@ -11,6 +11,7 @@ import { Links } from "../../src/chat/Links.ts"
 import { safeName } from "../../src/domain/FileName.ts"
 import { CHUNK_BYTES, manifestHash } from "../../src/domain/FileWire.ts"
 import { Transfers } from "../../src/transfer/Transfers.ts"
+import { Trust } from "../../src/trust/Trust.ts"
 import { meet, polls, startNode, tempDir, type TestNode } from "../support/node.ts"
 
 const TUNING = { ackTimeoutMs: 2000, connectTimeoutMs: 1000, classicPauseMs: 100, retryEveryMs: 300 }
@@ -243,7 +244,7 @@ describe("files over real sockets and storage", () => {
       for (const n of fs.readdirSync(bob.dataDir)) assert.notInclude(["escaped.txt", "passwd", "x", "y"], n)
     }), 60_000)
 
-  it.live("a puller that is not a recipient is refused; an offer from a sender not listed is not taken by itself", () =>
+  it.live("a puller that is not a recipient is refused; an offer is taken by itself only from a listed sender whose key was verified", () =>
     Effect.gen(function*() {
       const alice = yield* startNode("alice", { tuning: TUNING })
       const bob = yield* startNode("bob", { tuning: TUNING, config: { acceptFilesFrom: ["alice"] } })
@@ -256,16 +257,28 @@ describe("files over real sockets and storage", () => {
       const src = yield* tempDir("src")
       const file = path.join(src, "secret.txt")
       fs.writeFileSync(file, "for bob only")
-      // to bob, who lists alice: taken at once
+      // to bob, who lists alice but has not verified her key: it waits for accept
+      const early = path.join(src, "early.txt")
+      fs.writeFileSync(early, "before bob compared fingerprints")
+      const waiting = (yield* alice.initiator.sendFile("bob", [early])).offers[0]!.id
+      yield* waitUntilEffect("bob has the early offer", Effect.map(Effect.option(transfersOf(bob).get(waiting)), (t) => t._tag === "Some"))
+      yield* Effect.sleep("500 millis")
+      assert.strictEqual(yield* stateOf(bob, waiting), "offered")
+      // bob verifies alice's key: her next offer is taken at once
+      yield* Effect.orDie(Context.get(bob.context, Trust).trustPeer("alice", alice.fingerprint))
       const sent = yield* alice.initiator.sendFile("bob", [file])
       const id = sent.offers[0]!.id
       const t = yield* done(bob, id)
+      assert.strictEqual(yield* stateOf(bob, waiting), "offered")
       assert.strictEqual(fs.readFileSync(t.path!, "utf8"), "for bob only")
       // carol is told of bob's offer (a forged copy of the msg): she is refused by alice's server
       const carolPeer = Option.getOrThrow(yield* alice.registry.lookup("carol"))
       yield* Context.get(alice.context, Links).deliver(carolPeer, "noise", {
         id, text: "a file", sentAt: new Date().toISOString(), file: sent.offers[0]!
       })
+      // carol lists alice but has not verified her: she accepts it herself
+      yield* waitUntilEffect("carol has the forged offer", Effect.map(Effect.option(transfersOf(carol).get(id)), (t) => t._tag === "Some"))
+      yield* Effect.orDie(transfersOf(carol).accept(id))
       yield* waitUntilEffect("carol's transfer fails", Effect.map(Effect.option(transfersOf(carol).get(id)), (t) => t._tag === "Some" && t.value.state === "failed"))
       const refused = yield* Effect.orDie(transfersOf(carol).get(id))
       assert.match(refused.reason!, /not for carol/)
