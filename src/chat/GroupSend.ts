@@ -3,13 +3,15 @@
  * members: one copy per member (and, for a removal, per member removed), each over that
  * member's own secure session, all with one id, each stored as its own row in the group's
  * conversation (`#` and its id) and so delivered, retried and deduplicated by the Outbox as
- * any message to that peer is (protocol.md 5.5). The copies carry the group's signed list as
+ * any message to that peer is (protocol.md 5.5). The copies go all at once, their pending
+ * rows stored in one commit (Outbox.submitAll). The copies carry the group's signed list as
  * it is when each one goes (Outbox.ts asks Groups.wire), so a member that was away gets the
  * newest list with the first copy that reaches it.
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Result from "effect/Result"
 import { randomUUID } from "node:crypto"
 import { groupConversation } from "../domain/Conversation.ts"
 import type { InnerMessage } from "../domain/Frames.ts"
@@ -20,7 +22,7 @@ import type { StoredGroup } from "../services/GroupStore.ts"
 import type { PeerRegistry } from "../services/PeerRegistry.ts"
 import type { RecipientResult } from "./Broadcast.ts"
 import type { Changed, Groups } from "./Groups.ts"
-import type { Outbox } from "./Outbox.ts"
+import type { Copy, Outbox } from "./Outbox.ts"
 import { SendError } from "./SendError.ts"
 
 /** What `send '#NAME' --json` and the `group` commands print of the copies. */
@@ -32,8 +34,6 @@ export interface GroupSendResult {
   readonly recipients: ReadonlyArray<RecipientResult>
 }
 
-const CONCURRENCY = 8
-
 export interface GroupSendDeps {
   readonly registry: PeerRegistry["Service"]
   readonly outbox: Outbox["Service"]
@@ -41,22 +41,26 @@ export interface GroupSendDeps {
 }
 
 export const makeGroupSend = ({ registry, outbox, groups }: GroupSendDeps) => {
+  /** A member's copy: to its peer when that is an online p2pchat peer with a key, held otherwise. */
   const copy = (member: Member, m: { readonly id: string; readonly text: string; readonly at: Date; readonly conversation: string }) =>
-    Effect.gen(function*() {
-      const peer = Option.getOrUndefined(yield* registry.lookup(member.name))
+    Effect.map(registry.lookup(member.name), (found): Copy => {
+      const peer = Option.getOrUndefined(found)
       const message = { ...m, peer: usernameKey(member.name), username: peer?.username ?? member.name, mode: "noise" as const }
-      const sent: Effect.Effect<"delivered" | "sent" | "pending", SendError> = peer !== undefined && peer.proto === "p2pchat/1" && peer.id !== undefined
-        ? outbox.submit(peer, message)
-        : outbox.hold(message, `${member.name} is not online: its copy waits until it is heard`)
-      return yield* sent.pipe(
-        Effect.map((state): RecipientResult => ({ peer: member.name, mode: "noise", state })),
-        Effect.catch((e) =>
-          Effect.gen(function*() {
-            const pending = (yield* outbox.unstored).some((u) => u.id === m.id && u.peer === message.peer) ||
-              e.reason !== "Storage"
-            return { peer: member.name, mode: "noise", state: pending ? "pending" : "failed", reason: e.message } satisfies RecipientResult
-          }))
-      )
+      return {
+        peer: peer !== undefined && peer.proto === "p2pchat/1" && peer.id !== undefined ? peer : undefined,
+        message,
+        why: `${member.name} is not online: its copy waits until it is heard`
+      }
+    })
+
+  /** How `member`'s copy `c` ended (`r`), as `send --json` prints it. */
+  const outcome = (member: Member, c: Copy, r: Result.Result<"delivered" | "sent" | "pending", SendError>) =>
+    Effect.gen(function*() {
+      if (Result.isSuccess(r)) return { peer: member.name, mode: "noise", state: r.success } satisfies RecipientResult
+      const e = r.failure
+      const pending = (yield* outbox.unstored).some((u) => u.id === c.message.id && u.peer === c.message.peer) ||
+        e.reason !== "Storage"
+      return { peer: member.name, mode: "noise", state: pending ? "pending" : "failed", reason: e.message } satisfies RecipientResult
     })
 
   /** Sends `text` to the members of `group` (and `alsoTo`), one copy each. */
@@ -77,7 +81,10 @@ export const makeGroupSend = ({ registry, outbox, groups }: GroupSendDeps) => {
       }
       const me = groups.me?.key
       const to = [...group.state.members.filter((m) => m.key !== me), ...alsoTo]
-      const recipients = yield* Effect.forEach(to, (member) => copy(member, { id, text, at, conversation }), { concurrency: CONCURRENCY })
+      // every copy at once (a group has at most MAX_MEMBERS), their pending rows in one commit
+      const copies = yield* Effect.forEach(to, (member) => copy(member, { id, text, at, conversation }))
+      const results = yield* outbox.submitAll(copies)
+      const recipients = yield* Effect.forEach(to, (member, i) => outcome(member, copies[i]!, results[i]!))
       return { id, conversation, group: group.state.name, recipients } satisfies GroupSendResult
     })
 

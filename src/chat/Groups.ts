@@ -18,7 +18,7 @@ import { randomUUID } from "node:crypto"
 import { groupConversation, groupIdOf } from "../domain/Conversation.ts"
 import {
   changed, changeProblem, creatorOf, decide, type Decision, type GroupState, groupSignedBytes, MAX_MEMBERS, type Member,
-  newGroupId, type UnsignedState
+  newGroupId, sameVersion, type UnsignedState
 } from "../domain/Group.ts"
 import { normalizeUsername, usernameKey, usernameProblem } from "../domain/Presence.ts"
 import { makeVerifier } from "../domain/Xeddsa.ts"
@@ -209,7 +209,11 @@ export const make = Effect.gen(function*() {
     Effect.gen(function*() {
       if (me === undefined) return { _tag: "Refuse", reason: "this node has no username" } satisfies Decision
       const held = yield* store.get(carried.id).pipe(Effect.mapError(storage))
-      const decision = decide(held?.state, held?.leftAt !== undefined, carried, sender, me, verify)
+      // The version held here was verified when it was stored (or signed here). A copy that
+      // carries that very version (the same signed bytes and signature, as nearly every copy
+      // does) needs no second check; any other list is verified.
+      const known = (s: GroupState) => (held !== undefined && sameVersion(s, held.state)) || verify(s)
+      const decision = decide(held?.state, held?.leftAt !== undefined, carried, sender, me, known)
       const newer = decision._tag === "Accept" ? (decision.updated ? decision.state : undefined) : decision.state
       if (newer !== undefined) yield* store.put(newer, new Date(yield* Clock.currentTimeMillis)).pipe(Effect.mapError(storage))
       if (decision._tag === "Accept" && left && decision.state.creator === me.key) yield* removeLeaver(decision.state, sender)

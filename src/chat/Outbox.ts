@@ -22,14 +22,19 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Deferred from "effect/Deferred"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import type * as Result from "effect/Result"
+import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import type { Peer } from "../domain/Peer.ts"
 import { usernameKey } from "../domain/Presence.ts"
 import { Config } from "../services/Config.ts"
 import { Events } from "../services/Events.ts"
-import { History, type HistoryEntry, type NewMessage } from "../services/History.ts"
+import { History, type HistoryEntry, type HistoryError, type NewMessage } from "../services/History.ts"
 import { PeerRegistry, type RegistryChange } from "../services/PeerRegistry.ts"
 import { Store } from "../services/Store.ts"
 import { makeTransferStore, offerOf } from "../services/TransferStore.ts"
@@ -47,11 +52,25 @@ export interface UnstoredMessage extends NewMessage {
   readonly username: string
 }
 
+/** One of the copies of a message to many (a group's): to `peer` now, or held, told with `why`, when undefined. */
+export interface Copy {
+  readonly peer: Peer | undefined
+  readonly message: UnstoredMessage
+  readonly why: string
+}
+
 export class Outbox extends Context.Service<Outbox, {
   /** Stores `message` as pending and delivers it to `peer`: "delivered" (acked) or "sent" (a classic peer). */
   readonly submit: (peer: Peer, message: UnstoredMessage) => Effect.Effect<"delivered" | "sent", SendError>
   /** Stores `message` as pending without sending it now, and tells the user why (`why`). */
   readonly hold: (message: UnstoredMessage, why: string) => Effect.Effect<"pending", SendError>
+  /**
+   * `submit` or `hold` for every copy, all at once, their pending rows stored in one commit
+   * (and so made durable by one fsync); each copy's outcome, in order.
+   */
+  readonly submitAll: (
+    copies: ReadonlyArray<Copy>
+  ) => Effect.Effect<ReadonlyArray<Result.Result<"delivered" | "sent" | "pending", SendError>>>
   /** Resends pending messages to online p2pchat peers (with their ids); how many got delivered. */
   readonly retryPending: (username?: string) => Effect.Effect<number>
   /** Messages kept in memory because they could not be stored yet (oldest first). */
@@ -81,10 +100,39 @@ type Deps = Effect.Success<typeof Deps>
 const storageError = (what: string, cause: { readonly message: string }) =>
   new SendError({ reason: "Storage", cause, message: `${what}: ${cause.message}` })
 
+/** Marks a message to a peer (by key) delivered; true when its state changed. */
+type Mark = (id: string, peer: string) => Effect.Effect<boolean, HistoryError>
+
+/**
+ * Delivered marks that share commits: each waits for the next commit of marks, which takes
+ * every mark made meanwhile. The copies of a group message, acked together, so write the
+ * history's pages once, not once each (and fill the WAL, whose checkpoints stall the event
+ * loop, that much slower).
+ */
+const makeSharedMarks = (history: History["Service"]): Effect.Effect<Mark, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const queue = yield* Queue.unbounded<{ readonly id: string; readonly peer: string; readonly done: Deferred.Deferred<boolean, HistoryError> }>()
+    yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+      const batch = yield* Queue.takeAll(queue)
+      const exit = yield* Effect.exit(history.setStateAll(batch.map(({ id, peer }) => ({ id, peer, state: "delivered" as const }))))
+      for (const [i, m] of batch.entries()) yield* Deferred.done(m.done, Exit.map(exit, (changed) => changed[i] === true))
+    })))
+    return (id, peer) =>
+      Effect.gen(function*() {
+        const done = yield* Deferred.make<boolean, HistoryError>()
+        yield* Queue.offer(queue, { id, peer, done })
+        return yield* Deferred.await(done)
+      })
+  })
+
 /** Delivery of one message; `inFlight` holds the ids being sent now, so a retry does not race them. */
 const makeDelivery = ({ history, links, stats, store, events, groups, transfers }: Deps, inFlight: Set<string>) => ({
-  /** To a p2pchat peer: the frame and the fsync of its pending row at once, then the mark. */
-  p2p: (peer: Peer, entry: Pick<HistoryEntry, "id" | "text" | "at" | "mode"> & { readonly conversation?: string | undefined }) =>
+  /** To a p2pchat peer: the frame and the fsync of its pending row at once, then the mark (by `mark` when given). */
+  p2p: (
+    peer: Peer,
+    entry: Pick<HistoryEntry, "id" | "text" | "at" | "mode"> & { readonly conversation?: string | undefined },
+    mark: Mark = (id, key) => history.setState(id, key, "delivered")
+  ) =>
     Effect.gen(function*() {
       inFlight.add(entry.id)
       // a group's copy carries the group's list as it is now (protocol.md 5.5)
@@ -96,7 +144,7 @@ const makeDelivery = ({ history, links, stats, store, events, groups, transfers 
         links.deliver(peer, entry.mode, { id: entry.id, text: entry.text, sentAt: entry.at, to: entry.conversation, group, file }),
         Effect.mapError(store.durable, (e) => storageError(`delivered to ${peer.username}, but could not store it durably`, e))
       ], { concurrency: "unbounded", discard: true })
-      const changed = yield* history.setState(entry.id, peer.key, "delivered").pipe(
+      const changed = yield* mark(entry.id, peer.key).pipe(
         Effect.mapError((e) => storageError(`delivered to ${peer.username}, but could not record it`, e))
       )
       yield* stats.add("delivered")
@@ -235,6 +283,7 @@ export const make = Effect.gen(function*() {
   const state = { inFlight: new Set<string>(), told: new Set<string>(), retrying: new Set<string>() }
   const delivery = makeDelivery(deps, state.inFlight)
   const unstored = makeUnstored(deps, yield* Semaphore.make(1))
+  const sharedMark = yield* makeSharedMarks(deps.history)
 
   const retryPending = (username?: string): Effect.Effect<number> =>
     Effect.gen(function*() {
@@ -260,17 +309,39 @@ export const make = Effect.gen(function*() {
         if (unstored.list.length > 0) return yield* unstored.keep(m, false, unstored.last.problem)
       }
       yield* deps.history.recordSent(m).pipe(Effect.catch((e) => unstored.keep(m, !isP2p(peer), e.message)))
-      if (!isP2p(peer)) return yield* Effect.as(delivery.classic(peer, m), "sent" as const)
-      yield* delivery.p2p(peer, { id: m.id, text: m.text, at: m.at.toISOString(), mode: m.mode, conversation: m.conversation })
-      return "delivered" as const
+      return yield* sendStored(peer, m)
     })
 
-  const hold = (m: UnstoredMessage, why: string) =>
+  /** Sends a message whose pending row is stored. */
+  const sendStored = (peer: Peer, m: UnstoredMessage, mark?: Mark) =>
+    isP2p(peer)
+      ? Effect.as(
+        delivery.p2p(peer, { id: m.id, text: m.text, at: m.at.toISOString(), mode: m.mode, conversation: m.conversation }, mark),
+        "delivered" as const
+      )
+      : Effect.as(delivery.classic(peer, m), "sent" as const)
+
+  const told = (why: string) =>
     Effect.gen(function*() {
-      yield* deps.history.recordSent(m).pipe(Effect.catch((e) => unstored.keep(m, false, e.message)))
       yield* Effect.logWarning(`initiator: ${why}`)
       yield* deps.events.publish({ event: "warning", message: why })
       return "pending" as const
+    })
+
+  const hold = (m: UnstoredMessage, why: string) =>
+    Effect.andThen(deps.history.recordSent(m).pipe(Effect.catch((e) => unstored.keep(m, false, e.message))), told(why))
+
+  const submitAll = (copies: ReadonlyArray<Copy>) =>
+    Effect.gen(function*() {
+      // One commit for all; with messages kept in memory (which go first), or when that commit
+      // fails, each copy is stored on its own, as submit and hold store it.
+      const stored = unstored.list.length === 0 &&
+        (yield* deps.history.recordSentAll(copies.map((c) => c.message)).pipe(Effect.as(true), Effect.orElseSucceed(() => false)))
+      const one = ({ peer, message, why }: Copy): Effect.Effect<"delivered" | "sent" | "pending", SendError> =>
+        peer === undefined
+          ? (stored ? told(why) : hold(message, why))
+          : (stored ? sendStored(peer, message, sharedMark) : submit(peer, message))
+      return yield* Effect.forEach(copies, (c) => Effect.result(one(c)), { concurrency: "unbounded" })
     })
 
   const retryIn = (peerKey?: string) => Effect.forkIn(retryPending(peerKey), layerScope)
@@ -281,7 +352,7 @@ export const make = Effect.gen(function*() {
   // The first sweep waits one interval: a one-shot `send` ends long before it.
   yield* Effect.forkScoped(Effect.forever(Effect.andThen(Effect.sleep(deps.tuning.retryEveryMs ?? RETRY_EVERY_MS), retryPending())))
 
-  return Outbox.of({ submit, hold, retryPending, unstored: Effect.sync(() => [...unstored.list]) })
+  return Outbox.of({ submit, hold, submitAll, retryPending, unstored: Effect.sync(() => [...unstored.list]) })
 })
 
 export const layer = Layer.effect(Outbox, make)

@@ -48,7 +48,16 @@ const digest = (s: UnsignedState): string => createHash("sha256").update(groupSi
  * of their signed bytes, the lower winning, so that every member keeps the same one.
  */
 export const supersedes = (a: UnsignedState, b: UnsignedState): boolean =>
-  a.version > b.version || (a.version === b.version && digest(a) < digest(b))
+  a.version > b.version || (a.version === b.version && !sameSigned(a, b) && digest(a) < digest(b))
+
+/** Whether `a` and `b` sign the same bytes (groupSignedBytes): every field but the signature equal. */
+export const sameSigned = (a: UnsignedState, b: UnsignedState): boolean =>
+  a.id === b.id && a.name === b.name && a.version === b.version && a.creator === b.creator &&
+  a.members.length === b.members.length &&
+  a.members.every((m, i) => m.name === b.members[i]!.name && m.key === b.members[i]!.key)
+
+/** Whether `a` is the very version `b` is: the same signed bytes and the same signature. */
+export const sameVersion = (a: GroupState, b: GroupState): boolean => a.sig === b.sig && sameSigned(a, b)
 
 export const memberOf = (s: Pick<UnsignedState, "members">, name: string): Member | undefined => {
   const key = usernameKey(name)

@@ -98,11 +98,17 @@ export class HistoryError extends Data.TaggedError("HistoryError")<{ readonly me
 export interface HistoryShape {
   /** Stores an outgoing message as `pending`, before it is sent. */
   readonly recordSent: (m: NewMessage) => Effect.Effect<void, HistoryError>
+  /** Stores outgoing messages (the copies of one message) as `pending`, all in one commit or none. */
+  readonly recordSentAll: (ms: ReadonlyArray<NewMessage>) => Effect.Effect<void, HistoryError>
   /**
    * Moves an outgoing message forward; true when its state changed. A `delivered` message
    * never goes back, so a late `sent` or a repeated ack returns false.
    */
   readonly setState: (id: string, peer: string, state: "delivered" | "sent") => Effect.Effect<boolean, HistoryError>
+  /** `setState` for each of `marks`, all in one commit or none; whether each changed. */
+  readonly setStateAll: (
+    marks: ReadonlyArray<{ readonly id: string; readonly peer: string; readonly state: "delivered" | "sent" }>
+  ) => Effect.Effect<ReadonlyArray<boolean>, HistoryError>
   /** Stores an incoming message once: true when new, false for an id already received from that peer. */
   readonly recordReceived: (m: NewMessage) => Effect.Effect<boolean, HistoryError>
   /**
@@ -282,16 +288,24 @@ const bindMessage = (m: NewMessage): Bound => ({
   conversation: m.conversation ?? null
 })
 
-type MessageMethods = "recordSent" | "setState" | "recordReceived" | "conversation" | "inConversation" | "pendingFor"
+type MessageMethods = "recordSent" | "recordSentAll" | "setState" | "setStateAll" | "recordReceived" | "conversation" | "inConversation" | "pendingFor"
 
 /** The message methods, on the hot path: they commit, and leave `durable` to their callers (see the header). */
-const messageMethods = (s: Statements): Pick<HistoryShape, MessageMethods> => ({
+const messageMethods = (db: SqlDb, s: Statements): Pick<HistoryShape, MessageMethods> => ({
   recordSent: (m) =>
     attempt("could not store message", () => {
       s.insertSent.run(bindMessage(m))
     }),
+  recordSentAll: (ms) =>
+    attempt("could not store messages", () => {
+      const bound = ms.map(bindMessage)
+      db.transaction(() => bound.forEach((b) => s.insertSent.run(b)))
+    }),
   setState: (id, peer, state) =>
     attempt("could not store message state", () => s.updateState.run({ id, peer, state }).changes > 0),
+  setStateAll: (marks) =>
+    attempt("could not store message states", () =>
+      db.transaction(() => marks.map(({ id, peer, state }) => s.updateState.run({ id, peer, state }).changes > 0))),
   recordReceived: (m) =>
     attempt("could not store message", () => s.insertReceived.run(bindMessage(m)).changes > 0),
   conversation: (peer, opts) =>
@@ -355,7 +369,7 @@ const keyMethods = (s: Statements, durable: StoreShape["durable"]): Omit<History
 
 const makeHistory = (db: SqlDb, durable: StoreShape["durable"]): HistoryShape => {
   const statements = prepare(db)
-  return { ...messageMethods(statements), ...keyMethods(statements, durable) }
+  return { ...messageMethods(db, statements), ...keyMethods(statements, durable) }
 }
 
 /** The History of the Store in context. */
