@@ -13,7 +13,7 @@ import { toJson } from "../ui/render.ts"
 import * as Api from "./api.ts"
 import type { Asset } from "./assets.ts"
 import * as Files from "./files.ts"
-import { judge, SECURITY_HEADERS, tokenCookie } from "./guard.ts"
+import { judge, SECURITY_HEADERS } from "./guard.ts"
 import { live } from "./live.ts"
 import { WebError } from "./WebError.ts"
 
@@ -102,7 +102,7 @@ export const app = (ctx: AppContext) =>
     const url = new URL(request.url, "http://p2pchat.invalid")
     const verdict = judge({ method: request.method, headers: request.headers, urlToken: url.searchParams.get("token") ?? undefined }, ctx.hosts, ctx.token)
     if (verdict.status !== 200) return withHeaders(failure(verdict.status, verdict.reason), undefined)
-    const cookie = verdict.fromUrl ? tokenCookie(ctx.token) : undefined
+    const cookie = verdict.setCookie
     // The address printed once carries the token: the page drops it from its URL (and history) at once.
     if (verdict.fromUrl && request.method === "GET" && !url.pathname.startsWith("/api/")) {
       return withHeaders(HttpServerResponse.redirect(url.pathname, { status: 303 }), cookie)

@@ -7,8 +7,12 @@
 import { timingSafeEqual } from "node:crypto"
 import * as os from "node:os"
 
-/** The cookie that carries the token after the first request. */
-export const COOKIE = "p2pchat_web"
+/**
+ * The cookie that carries the token after the first request. Its name holds the port:
+ * browsers keep cookies per host, not per port, so two nodes' pages on one host would
+ * otherwise overwrite each other's token.
+ */
+export const cookieName = (port: string | number): string => `p2pchat_web_${port}`
 
 /**
  * The Content-Security-Policy of every response: scripts, styles and connections from this
@@ -77,13 +81,16 @@ export const cookieOf = (header: string | undefined, name: string): string | und
 }
 
 /** The Set-Cookie header that keeps the token in the browser for this server. */
-export const tokenCookie = (token: string): string => `${COOKIE}=${token}; Path=/; HttpOnly; SameSite=Strict`
+export const tokenCookie = (token: string, port: string | number): string =>
+  `${cookieName(port)}=${token}; Path=/; HttpOnly; SameSite=Strict`
 
 export interface Verdict {
   readonly status: 200 | 401 | 403
   readonly reason: string
   /** The token came in the URL: the answer sets the cookie (and the page drops it from its URL). */
   readonly fromUrl: boolean
+  /** With fromUrl: the Set-Cookie header's value. */
+  readonly setCookie?: string
 }
 
 export interface Checked {
@@ -107,8 +114,9 @@ export const judge = (request: Checked, hosts: ReadonlySet<string>, token: strin
   if (request.headers["sec-fetch-site"] === "cross-site") return deny(403, "cross-site requests are refused")
   const reads = request.method === "GET" || request.method === "HEAD"
   if (!reads && origin === undefined) return deny(403, "a request that changes something must carry its Origin")
-  const cookie = cookieOf(request.headers["cookie"], COOKIE)
-  if (sameToken(cookie, token)) return { status: 200, reason: "", fromUrl: false }
-  if (sameToken(request.urlToken, token)) return { status: 200, reason: "", fromUrl: true }
+  // the Host is one of ours, so it ends with our port
+  const port = host.slice(host.lastIndexOf(":") + 1)
+  if (sameToken(cookieOf(request.headers["cookie"], cookieName(port)), token)) return { status: 200, reason: "", fromUrl: false }
+  if (sameToken(request.urlToken, token)) return { status: 200, reason: "", fromUrl: true, setCookie: tokenCookie(token, port) }
   return deny(401, "open the address with its token, as `p2pchat start --web` printed it")
 }

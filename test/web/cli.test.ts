@@ -26,7 +26,7 @@ describe("p2pchat start --web", () => {
     expect((await fetch(new URL("/api/me", url))).status).toBe(401)
     // a page's live stream, held open
     const stream = await new Promise<http.IncomingMessage>((resolve, reject) => {
-      http.get({ host: url.hostname, port: url.port, path: "/api/events", headers: { cookie: `p2pchat_web=${token}` } }, resolve).on("error", reject)
+      http.get({ host: url.hostname, port: url.port, path: "/api/events", headers: { cookie: `p2pchat_web_${url.port}=${token}` } }, resolve).on("error", reject)
     })
     expect(stream.statusCode).toBe(200)
     expect(stream.headers["content-type"]).toContain("text/event-stream")

@@ -42,7 +42,7 @@ beforeAll(async () => {
   await ensureBundle()
   pair = await startPair()
   host = `${pair.alice.web.host}:${pair.alice.web.port}`
-  cookie = `p2pchat_web=${pair.alice.web.token}`
+  cookie = `p2pchat_web_${pair.alice.web.port}=${pair.alice.web.token}`
 })
 
 afterAll(async () => {
@@ -62,7 +62,7 @@ describe("the web UI's token", () => {
       expect(r.status, p).toBe(401)
       expect(r.body, p).not.toContain(pair.alice.node.fingerprint)
     }
-    const wrong = await request(pair.alice, "GET", "/api/me", { host, cookie: "p2pchat_web=not-the-token" })
+    const wrong = await request(pair.alice, "GET", "/api/me", { host, cookie: `p2pchat_web_${pair.alice.web.port}=not-the-token` })
     expect(wrong.status).toBe(401)
     const wrongUrl = await request(pair.alice, "GET", "/?token=nope", { host })
     expect(wrongUrl.status).toBe(401)
@@ -73,7 +73,7 @@ describe("the web UI's token", () => {
     expect(r.status).toBe(303)
     expect(r.headers.location).toBe("/")
     const set = String(r.headers["set-cookie"])
-    expect(set).toContain(`p2pchat_web=${pair.alice.web.token}`)
+    expect(set).toContain(`p2pchat_web_${pair.alice.web.port}=${pair.alice.web.token}`)
     expect(set).toContain("HttpOnly")
     expect(set).toContain("SameSite=Strict")
     const page = await request(pair.alice, "GET", "/", { host, cookie })
@@ -124,10 +124,13 @@ describe("the Host and Origin checks", () => {
   it("judges by the rules alone too", () => {
     const hosts = allowedHosts("127.0.0.1", 6080)
     const t = "x".repeat(32)
-    const ok = { method: "GET", headers: { host: "127.0.0.1:6080", cookie: `p2pchat_web=${t}` }, urlToken: undefined }
+    const ok = { method: "GET", headers: { host: "127.0.0.1:6080", cookie: `p2pchat_web_6080=${t}` }, urlToken: undefined }
     expect(judge(ok, hosts, t).status).toBe(200)
     expect(judge({ ...ok, headers: { ...ok.headers, host: "localhost:6080" } }, hosts, t).status).toBe(200)
     expect(judge({ ...ok, headers: { host: "127.0.0.1:6080" } }, hosts, t).status).toBe(401)
+    // another node's page on this host keeps its own cookie: the name holds the port
+    expect(judge({ ...ok, headers: { ...ok.headers, cookie: `p2pchat_web_6081=${t}` } }, hosts, t).status).toBe(401)
+    expect(judge({ ...ok, headers: { host: "127.0.0.1:6080" }, urlToken: t }, hosts, t).setCookie).toMatch(/^p2pchat_web_6080=x{32}; /)
     expect(judge({ ...ok, headers: { cookie: ok.headers.cookie } }, hosts, t).status).toBe(403)
     expect(judge({ ...ok, headers: { ...ok.headers, origin: "http://127.0.0.1:6081" } }, hosts, t).status).toBe(403)
     expect(judge({ ...ok, method: "POST", headers: { ...ok.headers, origin: "http://127.0.0.1:6080" } }, hosts, t).status).toBe(200)
