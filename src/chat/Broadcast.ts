@@ -31,9 +31,10 @@ import * as Text from "./text.ts"
 /**
  * How one recipient's copy went: delivered (acked), sent (written to a classic peer),
  * pending (stored, sent again when the peer is heard), failed (not stored, or a classic
- * peer's one attempt failed), skipped (nothing stored: no secure session possible).
+ * peer's one attempt failed), skipped (nothing stored: no secure session possible), refused
+ * (the receiver acked it without storing it: a group copy from someone not a member there).
  */
-export type RecipientState = "delivered" | "sent" | "pending" | "failed" | "skipped"
+export type RecipientState = "delivered" | "sent" | "pending" | "failed" | "skipped" | "refused"
 
 export interface RecipientResult {
   /** The peer's username as it announces it. */
@@ -43,6 +44,8 @@ export interface RecipientResult {
   readonly state: RecipientState
   /** Why, when not delivered or sent. */
   readonly reason?: string
+  /** When refused: the receiver's code (protocol.md 5.3). */
+  readonly refused?: string
 }
 
 /** What `send --all --json` prints. */

@@ -12,6 +12,7 @@ import * as Option from "effect/Option"
 import * as fs from "node:fs"
 import { groupConversation } from "../domain/Conversation.ts"
 import { sizeText } from "../domain/FileName.ts"
+import { refusalText } from "../domain/Frames.ts"
 import type { Mode } from "../domain/Mode.ts"
 import type { Peer } from "../domain/Peer.ts"
 import { usernameKey } from "../domain/Presence.ts"
@@ -49,7 +50,7 @@ export const offerText = (o: FileOffer, folder: boolean): string =>
     ? `sends a folder: ${o.name} (${o.count} file${o.count === 1 ? "" : "s"}, ${sizeText(o.size)})`
     : `sends a file: ${o.name} (${sizeText(o.size)})`
 
-const STATE_RANK: Record<RecipientResult["state"], number> = { delivered: 0, sent: 1, pending: 2, skipped: 3, failed: 4 }
+const STATE_RANK: Record<RecipientResult["state"], number> = { delivered: 0, sent: 1, pending: 2, skipped: 3, refused: 4, failed: 5 }
 
 const refused = (message: string) => new SendError({ reason: "Refused", message })
 
@@ -98,7 +99,9 @@ export const makeFileSend = (deps: FileSendDeps) => {
     return sent.pipe(
       Effect.map((state): RecipientResult => ({ peer: r.name, mode: "noise", state })),
       Effect.catch((e) =>
-        Effect.succeed<RecipientResult>({ peer: r.name, mode: "noise", state: e.reason === "Storage" ? "failed" : "pending", reason: e.message })
+        Effect.succeed<RecipientResult>(e.reason === "MessageRefused"
+          ? { peer: r.name, mode: "noise", state: "refused", reason: e.refused === undefined ? e.message : refusalText(e.refused), ...(e.refused === undefined ? {} : { refused: e.refused }) }
+          : { peer: r.name, mode: "noise", state: e.reason === "Storage" ? "failed" : "pending", reason: e.message })
       )
     )
   }

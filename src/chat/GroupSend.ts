@@ -14,7 +14,7 @@ import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import { randomUUID } from "node:crypto"
 import { groupConversation } from "../domain/Conversation.ts"
-import type { InnerMessage } from "../domain/Frames.ts"
+import { type InnerMessage, refusalText } from "../domain/Frames.ts"
 import type { Member } from "../domain/Group.ts"
 import { usernameKey } from "../domain/Presence.ts"
 import { MAX_INNER_BYTES } from "../dialects/noise/channel.ts"
@@ -58,6 +58,11 @@ export const makeGroupSend = ({ registry, outbox, groups }: GroupSendDeps) => {
     Effect.gen(function*() {
       if (Result.isSuccess(r)) return { peer: member.name, mode: "noise", state: r.success } satisfies RecipientResult
       const e = r.failure
+      // answered: the member's node acked it without storing it (protocol.md 5.5), not sent again
+      if (e.reason === "MessageRefused") {
+        const why = e.refused === undefined ? e.message : refusalText(e.refused)
+        return { peer: member.name, mode: "noise", state: "refused", reason: why, ...(e.refused === undefined ? {} : { refused: e.refused }) } satisfies RecipientResult
+      }
       const pending = (yield* outbox.unstored).some((u) => u.id === c.message.id && u.peer === c.message.peer) ||
         e.reason !== "Storage"
       return { peer: member.name, mode: "noise", state: pending ? "pending" : "failed", reason: e.message } satisfies RecipientResult

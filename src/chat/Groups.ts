@@ -207,7 +207,7 @@ export const make = Effect.gen(function*() {
 
   const receive = (sender: Member, carried: GroupState, left: boolean) =>
     Effect.gen(function*() {
-      if (me === undefined) return { _tag: "Refuse", reason: "this node has no username" } satisfies Decision
+      if (me === undefined) return { _tag: "Refuse", reason: "this node has no username", code: "not-in-group" } satisfies Decision
       const held = yield* store.get(carried.id).pipe(Effect.mapError(storage))
       // The version held here was verified when it was stored (or signed here). A copy that
       // carries that very version (the same signed bytes and signature, as nearly every copy

@@ -105,8 +105,9 @@ const receivers = (deps: {
 
   /**
    * A group message (protocol.md 5.5): a newer signed list is stored; one from a sender that
-   * is not a member (by the key its session proved) is refused: acked, so that it is not sent
-   * again, but neither stored nor shown as a message, and the user is told.
+   * is not a member (by the key its session proved) is refused: acked with the refusal's code
+   * (so that it is not sent again, and its sender does not take it for delivered), neither
+   * stored nor shown as a message, and the user is told.
    */
   const groupMsg = (inbound: Inbound, r: Parameters<Handler<"msg">>[1], sender: Sender) =>
     Effect.gen(function*() {
@@ -121,7 +122,7 @@ const receivers = (deps: {
         const message = `refused a message for the group ${carried.name} (${carried.id}) from ${who.name}: ${decision.reason}`
         yield* Effect.logWarning(`responder: ${message}`)
         yield* events.publish({ event: "warning", message })
-        return yield* Effect.as(inbound.session.ack(r.inner.id), false)
+        return yield* Effect.as(inbound.session.ack(r.inner.id, decision.code), false)
       }
       const conversation = groupConversation(carried.id)
       return yield* keep(inbound, r, sender, conversation, { to: conversation, group: decision.state.name })

@@ -1,8 +1,8 @@
 /**
  * Links: the open sessions to peers, one per (peer, mode, address, announced key), shared
  * by every send to that peer (an RcMap: concurrent sends share one connection, and one
- * handshake). One reader fiber per link routes the peer's acks to the sends waiting for
- * them, so sends are pipelined. A link is dropped (invalidated) when its connection ends,
+ * handshake). One reader fiber per link routes the peer's acks (and, in a secure session,
+ * the refusal an ack may carry) to the sends waiting for them, so sends are pipelined. A link is dropped (invalidated) when its connection ends,
  * a send on it fails, or the peer moves, leaves or announces another key: the key of the
  * map names the address and the announced key, so a moved peer is never reached through a
  * stale connection.
@@ -42,13 +42,18 @@ import * as Text from "./text.ts"
 interface Link {
   readonly key: LinkKey
   readonly session: OutgoingSession
-  readonly acks: Map<string, Deferred.Deferred<void, SessionError>>
+  /** The sends waiting for an ack, by id: each gets the peer's refusal code, if it refused. */
+  readonly acks: Map<string, Deferred.Deferred<string | undefined, SessionError>>
   open: boolean
 }
 
 export class Links extends Context.Service<Links, {
-  /** Sends one message to `peer` in `mode` and, where the peer acks, waits for the ack. */
-  readonly deliver: (peer: Peer, mode: Mode, message: OutgoingMessage) => Effect.Effect<void, SendError>
+  /**
+   * Sends one message to `peer` in `mode` and, where the peer acks, waits for the ack; gives
+   * the refusal code when the peer acked it refused (a secure session's `refused`), else
+   * undefined (stored, or written to a classic peer).
+   */
+  readonly deliver: (peer: Peer, mode: Mode, message: OutgoingMessage) => Effect.Effect<string | undefined, SendError>
   /** Closes the links to a peer (by registry key), or to every peer. */
   readonly close: (peerKey?: string) => Effect.Effect<void>
   /** Peers a secure session was just opened to (what waited for one can go now). */
@@ -149,15 +154,15 @@ const sessionOf = (deps: SessionDeps, pace: Pace, peer: Target, mode: Mode, ch: 
 const sendOn = (link: Link, m: OutgoingMessage, ackTimeoutMs: number) =>
   Effect.gen(function*() {
     if (!link.open) return yield* Text.linkClosed
-    if (!link.session.acked) return yield* link.session.send(m)
+    if (!link.session.acked) return yield* Effect.as(link.session.send(m), undefined)
     let ack = link.acks.get(m.id)
     if (ack === undefined) {
-      ack = Deferred.makeUnsafe<void, SessionError>()
+      ack = Deferred.makeUnsafe<string | undefined, SessionError>()
       link.acks.set(m.id, ack)
     }
     const waiter = ack
     yield* link.session.send(m)
-    yield* Deferred.await(waiter).pipe(
+    return yield* Deferred.await(waiter).pipe(
       Effect.timeoutOrElse({ duration: ackTimeoutMs, orElse: () => Effect.fail(Text.noAck(secondsText(ackTimeoutMs))) }),
       Effect.ensuring(Effect.sync(() => {
         if (link.acks.get(m.id) === waiter) link.acks.delete(m.id)
@@ -169,11 +174,11 @@ const sendOn = (link: Link, m: OutgoingMessage, ackTimeoutMs: number) =>
 const readReplies = (link: Link) =>
   Effect.gen(function*() {
     for (;;) {
-      const id = yield* link.session.replies
+      const { id, refused } = yield* link.session.replies
       const waiter = link.acks.get(id)
       if (waiter !== undefined) {
         link.acks.delete(id)
-        Deferred.doneUnsafe(waiter, Effect.void)
+        Deferred.doneUnsafe(waiter, Effect.succeed(refused))
       }
     }
   })
@@ -197,7 +202,7 @@ const isLost = (e: SendError | SessionError): e is SessionError =>
   e._tag === "SessionError" && e.reason !== "Timeout" && e.reason !== "PeerRefused"
 
 /** A link lost under a send (not a peer that stayed silent) is tried once more, on a new connection. */
-const retryLostOnce = (once: Effect.Effect<void, SendError | SessionError>, peer: Target): Effect.Effect<void, SendError> =>
+const retryLostOnce = <A>(once: Effect.Effect<A, SendError | SessionError>, peer: Target): Effect.Effect<A, SendError> =>
   once.pipe(
     Effect.catchIf(isLost, () => once),
     Effect.mapError((e) => e._tag === "SessionError" ? Text.sendFailed(peer, e) : e)
@@ -253,11 +258,11 @@ export const make = Effect.gen(function*() {
 
   const map: RcMap.RcMap<LinkKey, Link, SendError> = yield* RcMap.make({ lookup: open, idleTimeToLive: deps.config.idleTimeoutMs })
 
-  const deliver = (peer: Peer, mode: Mode, m: OutgoingMessage): Effect.Effect<void, SendError> => {
+  const deliver = (peer: Peer, mode: Mode, m: OutgoingMessage): Effect.Effect<string | undefined, SendError> => {
     const key = keyOf(peer, mode)
-    const once: Effect.Effect<void, SendError | SessionError> = Effect.scoped(Effect.gen(function*() {
+    const once: Effect.Effect<string | undefined, SendError | SessionError> = Effect.scoped(Effect.gen(function*() {
       const link = yield* RcMap.get(map, key).pipe(Effect.tapError(() => RcMap.invalidate(map, key)))
-      yield* sendOn(link, m, deps.tuning.ackTimeoutMs).pipe(Effect.tapError((e) => drop(link, e, "send")))
+      return yield* sendOn(link, m, deps.tuning.ackTimeoutMs).pipe(Effect.tapError((e) => drop(link, e, "send")))
     }))
     return retryLostOnce(once, peer)
   }

@@ -2,7 +2,9 @@
  * The outbox: every outgoing message from the moment it is written until it is delivered.
  * A message is stored as pending (a commit without fsync), then sent; its row is made
  * durable (Store.durable, shared with other commits: group commit) while the frame is in
- * flight, and it becomes "delivered" once both the row is durable and the ack has come.
+ * flight, and it becomes "delivered" once both the row is durable and the ack has come, or
+ * "refused" when the ack says the receiver refused it (a group copy from someone not a
+ * member there, protocol.md 5.5): final too, not sent again, a MessageRefused to the caller.
  * The delivered mark itself waits for no fsync: if it is lost, the message is sent once
  * more and the receiver, which stores an id once, acks it again.
  *
@@ -30,6 +32,7 @@ import type * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
+import { refusalText } from "../domain/Frames.ts"
 import type { Peer } from "../domain/Peer.ts"
 import { usernameKey } from "../domain/Presence.ts"
 import { Config } from "../services/Config.ts"
@@ -60,7 +63,10 @@ export interface Copy {
 }
 
 export class Outbox extends Context.Service<Outbox, {
-  /** Stores `message` as pending and delivers it to `peer`: "delivered" (acked) or "sent" (a classic peer). */
+  /**
+   * Stores `message` as pending and delivers it to `peer`: "delivered" (acked) or "sent" (a
+   * classic peer); a MessageRefused when the peer refused it (its state is "refused" then).
+   */
   readonly submit: (peer: Peer, message: UnstoredMessage) => Effect.Effect<"delivered" | "sent", SendError>
   /** Stores `message` as pending without sending it now, and tells the user why (`why`). */
   readonly hold: (message: UnstoredMessage, why: string) => Effect.Effect<"pending", SendError>
@@ -100,8 +106,14 @@ type Deps = Effect.Success<typeof Deps>
 const storageError = (what: string, cause: { readonly message: string }) =>
   new SendError({ reason: "Storage", cause, message: `${what}: ${cause.message}` })
 
-/** Marks a message to a peer (by key) delivered; true when its state changed. */
-type Mark = (id: string, peer: string) => Effect.Effect<boolean, HistoryError>
+/** Marks a message to a peer (by key) delivered, or refused with the receiver's code; true when its state changed. */
+type Mark = (id: string, peer: string, refused: string | undefined) => Effect.Effect<boolean, HistoryError>
+
+const stateOf = (refused: string | undefined) => refused === undefined ? "delivered" as const : "refused" as const
+
+/** What a caller gets for a copy its receiver refused. */
+const refusedBy = (peer: Peer, code: string) =>
+  new SendError({ reason: "MessageRefused", refused: code, message: `refused by ${peer.username}: ${refusalText(code)}` })
 
 /**
  * Delivered marks that share commits: each waits for the next commit of marks, which takes
@@ -111,47 +123,56 @@ type Mark = (id: string, peer: string) => Effect.Effect<boolean, HistoryError>
  */
 const makeSharedMarks = (history: History["Service"]): Effect.Effect<Mark, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const queue = yield* Queue.unbounded<{ readonly id: string; readonly peer: string; readonly done: Deferred.Deferred<boolean, HistoryError> }>()
+    type Queued = { readonly id: string; readonly peer: string; readonly refused: string | undefined }
+    const queue = yield* Queue.unbounded<Queued & { readonly done: Deferred.Deferred<boolean, HistoryError> }>()
     yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
       const batch = yield* Queue.takeAll(queue)
-      const exit = yield* Effect.exit(history.setStateAll(batch.map(({ id, peer }) => ({ id, peer, state: "delivered" as const }))))
+      const exit = yield* Effect.exit(history.setStateAll(batch.map(({ id, peer, refused }) => ({ id, peer, state: stateOf(refused), refused }))))
       for (const [i, m] of batch.entries()) yield* Deferred.done(m.done, Exit.map(exit, (changed) => changed[i] === true))
     })))
-    return (id, peer) =>
+    return (id, peer, refused) =>
       Effect.gen(function*() {
         const done = yield* Deferred.make<boolean, HistoryError>()
-        yield* Queue.offer(queue, { id, peer, done })
+        yield* Queue.offer(queue, { id, peer, refused, done })
         return yield* Deferred.await(done)
       })
   })
 
-/** Delivery of one message; `inFlight` holds the ids being sent now, so a retry does not race them. */
+/** A copy being sent, by id and peer key: a group's copies share their id, each its own. */
+const flightKey = (id: string, peerKey: string) => `${id}\u0000${peerKey}`
+
+/** Delivery of one message; `inFlight` holds the copies being sent now (flightKey), so a retry does not race them. */
 const makeDelivery = ({ history, links, stats, store, events, groups, transfers }: Deps, inFlight: Set<string>) => ({
-  /** To a p2pchat peer: the frame and the fsync of its pending row at once, then the mark (by `mark` when given). */
+  /**
+   * To a p2pchat peer: the frame and the fsync of its pending row at once, then the mark (by
+   * `mark` when given); gives the receiver's refusal code when it refused the message.
+   */
   p2p: (
     peer: Peer,
     entry: Pick<HistoryEntry, "id" | "text" | "at" | "mode"> & { readonly conversation?: string | undefined },
-    mark: Mark = (id, key) => history.setState(id, key, "delivered")
+    mark: Mark = (id, key, refused) => history.setState(id, key, stateOf(refused), refused)
   ) =>
     Effect.gen(function*() {
-      inFlight.add(entry.id)
+      inFlight.add(flightKey(entry.id, peer.key))
       // a group's copy carries the group's list as it is now (protocol.md 5.5)
       const group = yield* groups.wire(entry.conversation)
       // a file offer's msg carries the offer stored under its id (protocol.md 9.1), every time it goes
       const offer = entry.mode === "noise" ? yield* transfers.outById(entry.id).pipe(Effect.orElseSucceed(() => undefined)) : undefined
       const file = offer === undefined ? undefined : offerOf(offer)
-      yield* Effect.all([
+      const [refused] = yield* Effect.all([
         links.deliver(peer, entry.mode, { id: entry.id, text: entry.text, sentAt: entry.at, to: entry.conversation, group, file }),
         Effect.mapError(store.durable, (e) => storageError(`delivered to ${peer.username}, but could not store it durably`, e))
-      ], { concurrency: "unbounded", discard: true })
-      const changed = yield* mark(entry.id, peer.key).pipe(
-        Effect.mapError((e) => storageError(`delivered to ${peer.username}, but could not record it`, e))
+      ], { concurrency: "unbounded" })
+      const changed = yield* mark(entry.id, peer.key, refused).pipe(
+        Effect.mapError((e) => storageError(`${refused === undefined ? "delivered to" : "refused by"} ${peer.username}, but could not record it`, e))
       )
+      if (refused !== undefined) return refused
       yield* stats.add("delivered")
       if (changed) yield* events.publish({ event: "delivered", id: entry.id, to: peer.username })
+      return undefined
     }).pipe(
       Effect.tapError(() => stats.add("sendFailures")),
-      Effect.ensuring(Effect.sync(() => void inFlight.delete(entry.id)))
+      Effect.ensuring(Effect.sync(() => void inFlight.delete(flightKey(entry.id, peer.key))))
     ),
   /** To a classic peer: one attempt, then "sent" (it never acks). */
   classic: (peer: Peer, m: UnstoredMessage) =>
@@ -244,6 +265,15 @@ const waitsForTrust = ({ trust, events }: Deps, told: Set<string>, peer: Peer, c
     return true
   })
 
+/** A pending message refused when it went again, in the background: the user is told. */
+const toldRefused = ({ events }: Deps, peer: Peer, entry: HistoryEntry, code: string) =>
+  Effect.gen(function*() {
+    const where = entry.conversation === undefined ? "" : ` in ${entry.conversation}`
+    const message = `your message${where} ("${[...entry.text].slice(0, 40).join("")}") was ${refusedBy(peer, code).message}`
+    yield* Effect.logWarning(`initiator: ${message}`)
+    yield* events.publish({ event: "warning", message })
+  })
+
 /** Pending messages to one online p2pchat peer, in order, stopping at the first failure. */
 const retryPeer = (
   deps: Deps,
@@ -254,20 +284,22 @@ const retryPeer = (
 ) =>
   Effect.gen(function*() {
     // One being sent now is left to that attempt (which keeps it pending if it fails).
-    let entries = all.filter((e) => !state.inFlight.has(e.id))
+    let entries = all.filter((e) => !state.inFlight.has(flightKey(e.id, peer.key)))
     const secureCount = entries.filter((e) => e.mode === "noise").length
     if (secureCount > 0 && (yield* waitsForTrust(deps, state.told, peer, secureCount))) {
       entries = entries.filter((e) => e.mode !== "noise")
     }
     let delivered = 0
     for (const entry of entries) {
-      if (state.inFlight.has(entry.id)) continue
+      if (state.inFlight.has(flightKey(entry.id, peer.key))) continue
       const ok = yield* delivery.p2p(peer, entry).pipe(
-        Effect.as(true),
-        Effect.catch((e) => Effect.as(Effect.logInfo(`initiator: pending messages to ${peer.username} wait: ${e.message}`), false))
+        Effect.tap((refused) => refused === undefined ? Effect.void : toldRefused(deps, peer, entry, refused)),
+        Effect.map((refused) => refused === undefined),
+        Effect.catch((e) => Effect.as(Effect.logInfo(`initiator: pending messages to ${peer.username} wait: ${e.message}`), undefined))
       )
-      if (!ok) break
-      delivered++
+      // a refused message is answered (not sent again): the next one goes
+      if (ok === undefined) break
+      if (ok) delivered++
     }
     return delivered
   })
@@ -315,9 +347,9 @@ export const make = Effect.gen(function*() {
   /** Sends a message whose pending row is stored. */
   const sendStored = (peer: Peer, m: UnstoredMessage, mark?: Mark) =>
     isP2p(peer)
-      ? Effect.as(
+      ? Effect.flatMap(
         delivery.p2p(peer, { id: m.id, text: m.text, at: m.at.toISOString(), mode: m.mode, conversation: m.conversation }, mark),
-        "delivered" as const
+        (refused) => refused === undefined ? Effect.succeed("delivered" as const) : Effect.fail(refusedBy(peer, refused))
       )
       : Effect.as(delivery.classic(peer, m), "sent" as const)
 

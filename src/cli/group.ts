@@ -96,13 +96,19 @@ export const groupCommand = Command.make("group", {}, () => read(undefined).pipe
   Command.withSubcommands([create, add, remove, leave, list, show])
 )
 
-/** What `send '#NAME'` prints, and its failure unless every member's copy was delivered. */
+/**
+ * What `send '#NAME'` prints, and its failure unless every member's copy was delivered: a
+ * refused copy is not (its member's node acked it without storing it), and the failure says
+ * who refused it and why.
+ */
 export const reportGroup = (config: NodeConfig, result: GroupSendResult) =>
   Effect.gen(function*() {
     if (config.json) yield* printLine(toJson(result))
     else for (const r of result.recipients) yield* printLine(recipientLine(r))
     const short = result.recipients.filter((r) => r.state !== "delivered").length
-    if (short > 0) {
-      return yield* fail(`not delivered to ${short} of ${result.recipients.length} member(s); the pending ones go again when heard`)
-    }
+    if (short === 0) return
+    const refused = result.recipients.filter((r) => r.state === "refused").map(recipientLine)
+    const pending = short > refused.length ? "; the pending ones go again when heard" : ""
+    return yield* fail(`not delivered to ${short} of ${result.recipients.length} member(s)` +
+      (refused.length === 0 ? "" : `: ${refused.join("; ")}`) + pending)
   })

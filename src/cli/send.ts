@@ -184,7 +184,7 @@ const reportAll = (config: NodeConfig, result: BroadcastResult) =>
     if (config.json) yield* printLine(toJson(result))
     else for (const r of result.recipients) yield* printLine(recipientLine(r))
     const reached = result.recipients.filter((r) => r.state === "delivered" || r.state === "sent").length
-    const short = result.recipients.filter((r) => r.state === "pending" || r.state === "failed").length
+    const short = result.recipients.filter((r) => r.state === "pending" || r.state === "failed" || r.state === "refused").length
     if (result.recipients.length === 0) return yield* fail("nobody is online; `p2pchat peers` lists who is")
     if (reached === 0 && short === 0) return yield* fail("nobody can be sent to securely; --plain or --classic reaches the others")
     if (short > 0) return yield* fail(`not delivered to ${short} of ${reached + short} recipient(s); the pending ones go again when heard`)

@@ -4,7 +4,8 @@
  *
  *   initiator  an OutgoingSession on a connection it dialed: `send` writes one message (for a
  *              classic peer, maybe several paced frames), `replies` reads the peer's next ack
- *              (key answers are handled inside the dialect);
+ *              (key answers are handled inside the dialect), with the peer's refusal in a
+ *              secure session;
  *   responder  an IncomingSession on a connection it accepted: `receive` gives the next
  *              message as an inner object of the message-type union, `ack` answers it.
  *
@@ -13,7 +14,7 @@
  * accepted connection, as the classic program mixes them.
  */
 import type * as Effect from "effect/Effect"
-import type { Inner } from "../domain/Frames.ts"
+import type { AckRefusal, Inner } from "../domain/Frames.ts"
 import type { GroupState } from "../domain/Group.ts"
 import type { Mode } from "../domain/Mode.ts"
 import type { FileOffer } from "../domain/Transfer.ts"
@@ -37,10 +38,20 @@ export interface OutgoingSession {
   /** Whether the peer acks each message by id (every p2pchat dialect; no classic peer). */
   readonly acked: boolean
   readonly send: (message: OutgoingMessage) => Effect.Effect<void, SessionError>
-  /** The id of the next message the peer acknowledged; fails once the connection is over. */
-  readonly replies: Effect.Effect<string, SessionError>
+  /** The next ack of the peer; fails once the connection is over. */
+  readonly replies: Effect.Effect<Reply, SessionError>
   /** A secure session: who the handshake proved. */
   readonly proven?: { readonly username: string; readonly key: Uint8Array; readonly fingerprint: string } | undefined
+}
+
+/**
+ * An ack as the initiator reads it: the id of the message the peer acknowledged, and, in a
+ * secure session only, why the peer refused it (it acked it without storing or showing it:
+ * a final answer, protocol.md 5.3). Any other code than ACK_REFUSALS' is kept as it came.
+ */
+export interface Reply {
+  readonly id: string
+  readonly refused?: string | undefined
 }
 
 /** A message as a responder receives it. */
@@ -55,6 +66,10 @@ export interface Received {
 
 export interface IncomingSession {
   readonly receive: Effect.Effect<Received, SessionError>
-  readonly ack: (id: string) => Effect.Effect<void, SessionError>
+  /**
+   * Acks message `id`: stored; or, with `refused` (said in a secure session only: plain and
+   * classic acks carry no reason), decided without storing it.
+   */
+  readonly ack: (id: string, refused?: AckRefusal) => Effect.Effect<void, SessionError>
   readonly proven?: { readonly username: string; readonly key: Uint8Array; readonly fingerprint: string } | undefined
 }

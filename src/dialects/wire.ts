@@ -4,6 +4,7 @@
  */
 import * as Effect from "effect/Effect"
 import type { FrameChannel } from "../transport/Transport.ts"
+import type { Reply } from "./Dialect.ts"
 import { frameIO, type SessionError } from "./noise/channel.ts"
 
 /** Writes one frame; a connection that ends under it is a SessionError with the TransportError as cause. */
@@ -13,12 +14,13 @@ export const writeFrame = (ch: FrameChannel, frame: object) => frameIO(ch).write
  * The peer's next ack on an outgoing connection. A key answer goes to `onKey` (the classic
  * key exchange waits for it); anything else a responder should not send is skipped.
  */
-export const nextAck = (ch: FrameChannel, onKey: (key: number) => void): Effect.Effect<string, SessionError> => {
+export const nextAck = (ch: FrameChannel, onKey: (key: number) => void): Effect.Effect<Reply, SessionError> => {
   const io = frameIO(ch)
-  const loop: Effect.Effect<string, SessionError> = Effect.flatMap(io.read, (frame) => {
+  const loop: Effect.Effect<Reply, SessionError> = Effect.flatMap(io.read, (frame) => {
     switch (frame._tag) {
       case "Ack":
-        return Effect.succeed(frame.frame.ack)
+        // a plain ack says only "stored": refusals are said in secure sessions
+        return Effect.succeed({ id: frame.frame.ack })
       case "Key":
         onKey(frame.frame.key)
         return loop

@@ -84,7 +84,34 @@ export const InnerMessage = Schema.Struct({
    */
   file: Schema.optionalKey(FileOfferSchema)
 })
-export const InnerAck = Schema.Struct({ type: Schema.Literal("ack"), id: MessageId })
+/**
+ * Why a receiver refused a message it acknowledges (protocol.md 5.3, 5.5): it has decided, and
+ * sending the message again changes nothing, so it acks it, but it neither stored nor showed
+ * it. p2pchat sends a code of ACK_REFUSALS; any short code of lower-case letters, digits and
+ * `-` decodes, so that a code added later does not end an older initiator's session (which
+ * shows a code it does not know as it is).
+ */
+export const ACK_REFUSALS = {
+  "not-a-member": "you are not a member of the group in their list",
+  "left": "they left the group",
+  "not-in-group": "they are not a member of the group",
+  "bad-list": "the group's member list you sent is not valid (not signed by its creator, or without its creator)",
+  "other-group": "they hold another group, by another creator, under that id"
+} as const
+export type AckRefusal = keyof typeof ACK_REFUSALS
+export const AckRefused = Schema.String.check(
+  Schema.makeFilter((s: string) => /^[a-z0-9-]{1,32}$/.test(s) || "expected a refusal code of 1-32 characters a-z, 0-9 and -")
+)
+/** What a refusal code says to the sender's user: the known ones explained, another one as it is. */
+export const refusalText = (code: string): string =>
+  Object.hasOwn(ACK_REFUSALS, code) ? ACK_REFUSALS[code as AckRefusal] : code
+
+export const InnerAck = Schema.Struct({
+  type: Schema.Literal("ack"),
+  id: MessageId,
+  /** Only from a receiver that refused the message: why (a code, above). */
+  refused: Schema.optionalKey(AckRefused)
+})
 export const Inner = Schema.Union([InnerMessage, InnerAck])
 export type InnerMessage = typeof InnerMessage.Type
 export type Inner = typeof Inner.Type

@@ -9,6 +9,7 @@
  */
 import { createHash, randomBytes } from "node:crypto"
 import * as Schema from "effect/Schema"
+import type { AckRefusal } from "./Frames.ts"
 import { PublicKeyId, Signature, Username, usernameKey } from "./Presence.ts"
 
 /** The most members a group has (its creator included). */
@@ -72,7 +73,7 @@ export const creatorOf = (s: UnsignedState): Member | undefined => s.members.fin
 /** What a received copy of a group message comes to. */
 export type Decision =
   | { readonly _tag: "Accept"; readonly state: GroupState; readonly updated: boolean }
-  | { readonly _tag: "Refuse"; readonly reason: string; readonly state?: GroupState | undefined }
+  | { readonly _tag: "Refuse"; readonly reason: string; readonly code: AckRefusal; readonly state?: GroupState | undefined }
 
 /**
  * The receiver's rule (protocol.md 5.5). `local`: the version this node holds (none for a
@@ -89,18 +90,18 @@ export const decide = (
   me: Member,
   verify: (s: GroupState) => boolean
 ): Decision => {
-  if (!verify(carried)) return { _tag: "Refuse", reason: "its member list is not signed by the group's creator" }
-  if (creatorOf(carried) === undefined) return { _tag: "Refuse", reason: "its member list does not hold its creator" }
+  if (!verify(carried)) return { _tag: "Refuse", reason: "its member list is not signed by the group's creator", code: "bad-list" }
+  if (creatorOf(carried) === undefined) return { _tag: "Refuse", reason: "its member list does not hold its creator", code: "bad-list" }
   if (local !== undefined && local.creator !== carried.creator) {
-    return { _tag: "Refuse", reason: "another group, by another creator, holds that id here" }
+    return { _tag: "Refuse", reason: "another group, by another creator, holds that id here", code: "other-group" }
   }
-  if (local === undefined && !isMember(carried, me)) return { _tag: "Refuse", reason: "this node is not one of its members" }
+  if (local === undefined && !isMember(carried, me)) return { _tag: "Refuse", reason: "this node is not one of its members", code: "not-in-group" }
   const updated = local === undefined || supersedes(carried, local)
   const state = updated ? carried : local
   const stored = updated ? state : undefined
-  if (left) return { _tag: "Refuse", reason: "you left this group", state: stored }
+  if (left) return { _tag: "Refuse", reason: "you left this group", code: "left", state: stored }
   if (!isMember(state, sender)) {
-    return { _tag: "Refuse", reason: `${sender.name} is not a member in this node's list (version ${state.version})`, state: stored }
+    return { _tag: "Refuse", reason: `${sender.name} is not a member in this node's list (version ${state.version})`, code: "not-a-member", state: stored }
   }
   return { _tag: "Accept", state, updated }
 }

@@ -28,12 +28,19 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { WellFormed } from "../domain/Presence.ts"
 import type { SqlDb } from "./Sql.ts"
+import { boundState, COLUMNS, entryOf, grouped, type MessageRow } from "./HistoryRows.ts"
 import { Store, type StoreShape } from "./Store.ts"
 
 export type Mode = "plain" | "classic-3des" | "noise"
 export type Direction = "sent" | "received"
-/** `sent` is the final state of a message to a classic peer, which sends no acks. */
-export type MessageState = "pending" | "delivered" | "sent" | "received"
+/**
+ * `sent` is the final state of a message to a classic peer, which sends no acks; `refused`
+ * the final state of a copy its receiver acked without storing it (protocol.md 5.5: a group
+ * message from someone not a member there), with the receiver's code in `refused`.
+ */
+export type MessageState = "pending" | "delivered" | "sent" | "received" | "refused"
+/** The states an outgoing message moves to from `pending`. */
+export type OutcomeState = "delivered" | "sent" | "refused"
 
 /** One message, exactly the `history --json` shape of CLI.md. */
 export interface HistoryEntry {
@@ -47,6 +54,8 @@ export interface HistoryEntry {
   readonly state: MessageState
   /** Only on a message of a conversation beyond its peer: `*all*` for a copy of a broadcast. */
   readonly conversation?: string
+  /** Only on a refused copy: the receiver's code (protocol.md 5.3, ACK_REFUSALS). */
+  readonly refused?: string
 }
 
 /** The conversation of broadcasts: `history '*all*'`, each sent one once with its recipients. */
@@ -56,7 +65,9 @@ export { ALL } from "../domain/Conversation.ts"
 export interface Recipient {
   readonly peer: string
   readonly mode: Mode
-  readonly state: "pending" | "delivered" | "sent"
+  readonly state: "pending" | OutcomeState
+  /** Only when refused: the receiver's code. */
+  readonly refused?: string
 }
 
 /**
@@ -93,6 +104,14 @@ export interface NewMessage {
   readonly conversation?: string | undefined
 }
 
+/** One message's move forward, for `setStateAll`; `refused` only with the state `refused`. */
+export interface StateMark {
+  readonly id: string
+  readonly peer: string
+  readonly state: OutcomeState
+  readonly refused?: string | undefined
+}
+
 export class HistoryError extends Data.TaggedError("HistoryError")<{ readonly message: string }> {}
 
 export interface HistoryShape {
@@ -101,14 +120,13 @@ export interface HistoryShape {
   /** Stores outgoing messages (the copies of one message) as `pending`, all in one commit or none. */
   readonly recordSentAll: (ms: ReadonlyArray<NewMessage>) => Effect.Effect<void, HistoryError>
   /**
-   * Moves an outgoing message forward; true when its state changed. A `delivered` message
-   * never goes back, so a late `sent` or a repeated ack returns false.
+   * Moves an outgoing message forward; true when its state changed. A `delivered` or
+   * `refused` message never moves again, so a late `sent` or a repeated ack returns false.
+   * `refused`: the receiver's code, with the state `refused`.
    */
-  readonly setState: (id: string, peer: string, state: "delivered" | "sent") => Effect.Effect<boolean, HistoryError>
+  readonly setState: (id: string, peer: string, state: OutcomeState, refused?: string) => Effect.Effect<boolean, HistoryError>
   /** `setState` for each of `marks`, all in one commit or none; whether each changed. */
-  readonly setStateAll: (
-    marks: ReadonlyArray<{ readonly id: string; readonly peer: string; readonly state: "delivered" | "sent" }>
-  ) => Effect.Effect<ReadonlyArray<boolean>, HistoryError>
+  readonly setStateAll: (marks: ReadonlyArray<StateMark>) => Effect.Effect<ReadonlyArray<boolean>, HistoryError>
   /** Stores an incoming message once: true when new, false for an id already received from that peer. */
   readonly recordReceived: (m: NewMessage) => Effect.Effect<boolean, HistoryError>
   /**
@@ -147,38 +165,6 @@ export interface HistoryShape {
 }
 
 export class History extends Context.Service<History, HistoryShape>()("p2pchat/History") {}
-
-const COLUMNS = "id, peer, direction, text, at, mode, state, conversation"
-
-/** A row of COLUMNS: a HistoryEntry, with a NULL conversation for a one-to-one message. */
-type MessageRow = Omit<HistoryEntry, "conversation"> & { readonly conversation: string | null }
-
-/** The entry of a row: `conversation` only when it has one, so a one-to-one message keeps its shape. */
-const entryOf = ({ conversation, ...rest }: MessageRow): HistoryEntry =>
-  conversation === null ? rest : { ...rest, conversation }
-
-/** A conversation's rows grouped: each sent id once (where it was first stored), with its copies. */
-const grouped = (rows: ReadonlyArray<MessageRow>): Array<ConversationEntry> => {
-  const out: Array<ConversationEntry> = []
-  const sent = new Map<string, Array<Recipient>>()
-  for (const row of rows) {
-    const { id, peer, text, at, mode, state, conversation } = row
-    if (row.direction === "received") {
-      out.push({ ...entryOf(row), direction: "received", conversation: conversation! })
-      continue
-    }
-    const recipient: Recipient = { peer, mode, state: state as Recipient["state"] }
-    const known = sent.get(id)
-    if (known !== undefined) {
-      known.push(recipient)
-      continue
-    }
-    const recipients = [recipient]
-    sent.set(id, recipients)
-    out.push({ id, conversation: conversation!, direction: "sent", text, at, recipients })
-  }
-  return out
-}
 
 interface PinRow {
   readonly username: string
@@ -219,10 +205,11 @@ const prepare = (db: SqlDb) => ({
     `INSERT INTO messages (id, peer, direction, text, at, mode, state, conversation)
      VALUES (@id, @peer, 'sent', @text, @at, @mode, 'pending', @conversation)`
   ),
-  updateState: db.prepare<{ id: string; peer: string; state: "delivered" | "sent" }>(
-    `UPDATE messages SET state = @state
+  // delivered and refused are final: the receiver has answered
+  updateState: db.prepare<{ id: string; peer: string; state: OutcomeState; refused: string | null }>(
+    `UPDATE messages SET state = @state, refused = @refused
      WHERE peer = @peer AND direction = 'sent' AND id = @id
-       AND state <> 'delivered' AND state <> @state`
+       AND state NOT IN ('delivered', 'refused') AND state <> @state`
   ),
   // ON CONFLICT, not INSERT OR IGNORE: OR IGNORE would also swallow CHECK violations
   insertReceived: db.prepare<Bound>(
@@ -301,11 +288,11 @@ const messageMethods = (db: SqlDb, s: Statements): Pick<HistoryShape, MessageMet
       const bound = ms.map(bindMessage)
       db.transaction(() => bound.forEach((b) => s.insertSent.run(b)))
     }),
-  setState: (id, peer, state) =>
-    attempt("could not store message state", () => s.updateState.run({ id, peer, state }).changes > 0),
+  setState: (id, peer, state, refused) =>
+    attempt("could not store message state", () => s.updateState.run(boundState({ id, peer, state, refused })).changes > 0),
   setStateAll: (marks) =>
     attempt("could not store message states", () =>
-      db.transaction(() => marks.map(({ id, peer, state }) => s.updateState.run({ id, peer, state }).changes > 0))),
+      db.transaction(() => marks.map((m) => s.updateState.run(boundState(m)).changes > 0))),
   recordReceived: (m) =>
     attempt("could not store message", () => s.insertReceived.run(bindMessage(m)).changes > 0),
   conversation: (peer, opts) =>

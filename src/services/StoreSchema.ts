@@ -145,6 +145,34 @@ const migrations: ReadonlyArray<string> = [
     bytes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (transfer, name_key)
   );
+  `,
+  // 7: a sent copy its receiver refused (protocol.md 5.5): the state 'refused', with the
+  // receiver's code in `refused`. SQLite cannot change a CHECK in place, so the table is
+  // made anew with every row (seq kept, so the order and AUTOINCREMENT's counter stay), and
+  // its indexes again
+  `
+  CREATE TABLE messages_7 (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    direction TEXT NOT NULL CHECK (direction IN ('sent', 'received')),
+    text TEXT NOT NULL,
+    at TEXT NOT NULL,
+    mode TEXT NOT NULL CHECK (mode IN ('plain', 'classic-3des', 'noise')),
+    state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'sent', 'received', 'refused')),
+    conversation TEXT,
+    refused TEXT CHECK (refused IS NULL OR state = 'refused'),
+    UNIQUE (peer, direction, id)
+  );
+  INSERT INTO messages_7 (seq, id, peer, direction, text, at, mode, state, conversation)
+    SELECT seq, id, peer, direction, text, at, mode, state, conversation FROM messages ORDER BY seq;
+  UPDATE sqlite_sequence SET seq = max(seq, coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0))
+    WHERE name = 'messages_7';
+  DROP TABLE messages;
+  ALTER TABLE messages_7 RENAME TO messages;
+  CREATE INDEX messages_peer_seq ON messages (peer, seq);
+  CREATE INDEX messages_pending ON messages (peer, seq) WHERE direction = 'sent' AND state = 'pending';
+  CREATE INDEX messages_conversation ON messages (conversation, seq) WHERE conversation IS NOT NULL;
   `
 ]
 

@@ -8,6 +8,7 @@ import type { UiEvent } from "../services/Events.ts"
 import type { RecipientResult } from "../chat/Broadcast.ts"
 import { ALL, type ConversationEntry, type HistoryEntry } from "../services/History.ts"
 import type { PeerView } from "../services/PeerSnapshot.ts"
+import { refusalText } from "../domain/Frames.ts"
 import { clean, escapeChar, UNSAFE } from "../domain/Text.ts"
 import { type Line, plain, type Segment, tone } from "./style.ts"
 import { clock, parseTime, sentNote, stamp } from "./time.ts"
@@ -110,18 +111,34 @@ export const historyLine = (h: ShownEntry, group?: string): string => {
   const when = at === undefined ? h.at : stamp(at)
   const mode = h.mode === "noise" ? (h.verified === false ? UNVERIFIED : "") : h.mode === "plain" ? " [unencrypted]" : " [classic, not secure]"
   const everyone = beyond(h.conversation, group)
+  const state = h.state === "refused" ? `refused: ${clean(refusalText(h.refused ?? "?"))}` : h.state
   return h.direction === "sent"
-    ? `[${when}] me -> ${clean(h.peer)}${everyone}: ${clean(h.text)} (${h.state})${mode}`
+    ? `[${when}] me -> ${clean(h.peer)}${everyone}: ${clean(h.text)} (${state})${mode}`
     : `[${when}] ${clean(h.peer)}${everyone}: ${clean(h.text)}${mode}`
 }
 
-/** The recipients of a broadcast by state: `delivered to bob, carol; pending for dave`. */
-export const recipientsNote = (recipients: ReadonlyArray<{ readonly peer: string; readonly state: string }>): string =>
-  ([["delivered", "delivered to"], ["sent", "sent to"], ["pending", "pending for"]] as const)
-    .map(([state, words]) => [words, recipients.filter((r) => r.state === state).map((r) => clean(r.peer))] as const)
-    .filter(([, peers]) => peers.length > 0)
-    .map(([words, peers]) => `${words} ${peers.join(", ")}`)
-    .join("; ")
+type NotedRecipient = { readonly peer: string; readonly state: string; readonly refused?: string | undefined }
+
+/** The refused ones, by code: `refused by bob, dave (they left the group)`. */
+const refusedNotes = (recipients: ReadonlyArray<NotedRecipient>): ReadonlyArray<string> => {
+  const byCode = new Map<string, Array<string>>()
+  for (const r of recipients) {
+    if (r.state !== "refused") continue
+    const code = r.refused ?? "?"
+    byCode.set(code, [...(byCode.get(code) ?? []), clean(r.peer)])
+  }
+  return [...byCode].map(([code, peers]) => `refused by ${peers.join(", ")} (${clean(refusalText(code))})`)
+}
+
+/** The recipients of a broadcast by state: `delivered to bob, carol; pending for dave; refused by eve (they left the group)`. */
+export const recipientsNote = (recipients: ReadonlyArray<NotedRecipient>): string =>
+  [
+    ...([["delivered", "delivered to"], ["sent", "sent to"], ["pending", "pending for"]] as const)
+      .map(([state, words]) => [words, recipients.filter((r) => r.state === state).map((r) => clean(r.peer))] as const)
+      .filter(([, peers]) => peers.length > 0)
+      .map(([words, peers]) => `${words} ${peers.join(", ")}`),
+    ...refusedNotes(recipients)
+  ].join("; ")
 
 /**
  * A line of a conversation such as `*all*` or a group's: a message sent, once, with its
@@ -149,6 +166,9 @@ export const recipientLine = (r: RecipientResult): string => {
       return `not sent to ${r.peer}${why}`
     case "skipped":
       return `skipped ${r.peer}${why}`
+    case "refused":
+      // the receiver acked it without storing it: answered, not sent again
+      return `refused by ${r.peer}${why}`
   }
 }
 

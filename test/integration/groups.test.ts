@@ -11,7 +11,8 @@ import { Links } from "../../src/chat/Links.ts"
 import { groupConversation } from "../../src/domain/Conversation.ts"
 import { groupSignedBytes, type UnsignedState } from "../../src/domain/Group.ts"
 import { Crypto } from "../../src/services/Crypto.ts"
-import { meet, polls, startNode, tempDir, type TestNode } from "../support/node.ts"
+import { recipientLine } from "../../src/ui/render.ts"
+import { freeTcpPort, meet, polls, startNode, tempDir, type TestNode } from "../support/node.ts"
 import { runCli, useBuiltCli } from "../support/cli.ts"
 
 const TUNING = { ackTimeoutMs: 1000, connectTimeoutMs: 1000, classicPauseMs: 100, retryEveryMs: 300 }
@@ -203,6 +204,76 @@ describe("p2pchat group (the built CLI)", () => {
       expect(ambiguous.stderr).toMatch(new RegExp(`2 groups are named 'team' here \\(ids .*${id}.*\\): give its id instead`))
       const unknown = yield* history(alice, "#nope")
       expect([unknown.code, unknown.stderr.includes("no group 'nope'")]).toEqual([1, true])
+    }))
+
+  it.live("a copy its receiver refuses: the sender records and shows it refused (not delivered), sends it no more; send '#NAME' exits 1 saying who and why", () =>
+    Effect.gen(function*() {
+      const alice = yield* startNode("alice", { tuning: TUNING })
+      const bobDir = yield* tempDir("bob")
+      const bob = yield* startNode("bob", { tuning: TUNING, dataDir: bobDir })
+      const carol = yield* startNode("carol", { tuning: TUNING })
+      yield* pinned(alice, bob, carol)
+      yield* meet(bob, carol)
+      yield* meet(carol, bob)
+      const made = yield* groupsOf(alice).create("team", ["bob", "carol"])
+      const id = made.group.state.id
+      yield* alice.initiator.groupChanged(made)
+      // bob is away while alice removes him: he never hears of it, and still holds version 1
+      yield* bob.close
+      const removed = yield* groupsOf(alice).change("team", [], ["bob"])
+      const told = yield* alice.initiator.groupChanged(removed)
+      assert.deepStrictEqual(Object.fromEntries(told.recipients.map((r) => [r.peer, r.state])), { carol: "delivered", bob: "pending" })
+      // bob comes back on another port, which alice is not told: her notice to him cannot reach him
+      let port = yield* freeTcpPort
+      for (let i = 0; i < 5 && port === bob.port; i++) port = yield* freeTcpPort
+      const back = yield* startNode("bob", { tuning: TUNING, dataDir: bobDir, config: { tcpPort: port } })
+      yield* meet(back, alice)
+      yield* meet(back, carol)
+      assert.strictEqual((yield* groupsOf(back).resolve(id)).state.version, 1)
+
+      const sent = yield* back.initiator.group("#team", "am I still in?")
+      const byPeer = Object.fromEntries(sent.recipients.map((r) => [r.peer, r]))
+      for (const who of ["alice", "carol"]) {
+        expect(byPeer[who]).toEqual({
+          peer: who, mode: "noise", state: "refused", refused: "not-a-member", reason: "you are not a member of the group in their list"
+        })
+      }
+      expect(recipientLine(byPeer["carol"]!)).toBe("refused by carol: you are not a member of the group in their list")
+      // stored refused (final, not pending), never shown to carol, and not sent again
+      assert.deepStrictEqual((yield* states(back, id)).at(-1), { alice: "refused", carol: "refused" })
+      assert.isFalse((yield* back.history.pendingFor()).some((h) => h.id === sent.id))
+      const refusals = () => warnings(carol).filter((w) => w.includes("from bob")).length
+      yield* waitUntil("carol's refusal", () => refusals() === 1)
+      yield* Effect.sleep("700 millis") // two retry intervals
+      assert.strictEqual(refusals(), 1)
+      assert.notDeepInclude(yield* receivedIn(carol, id), ["bob", "am I still in?"])
+      assert.isFalse(back.events.some((e) => e.event === "delivered" && e.id === sent.id))
+
+      const cli = (...args: Array<string>) =>
+        Effect.promise(() => runCli([...args, "--data-dir", bobDir, "--name", "bob", "--bind", "127.0.0.1"]))
+      // history: the text line and the JSON say refused, and why
+      const text = yield* cli("history", "#team")
+      expect(text.code, text.stderr).toBe(0)
+      expect(text.stdout.trim().split("\n").at(-1)).toMatch(
+        /\] me -> #team: am I still in\? \(refused by alice, carol \(you are not a member of the group in their list\)\)$/
+      )
+      const one = yield* cli("history", "carol")
+      expect(one.stdout).toMatch(new RegExp(`me -> carol in #${id}: am I still in\\? \\(refused: you are not a member of the group in their list\\)`))
+      const rows = JSON.parse((yield* cli("history", "carol", "--json")).stdout) as Array<Record<string, unknown>>
+      expect(rows.find((r) => r["id"] === sent.id)).toMatchObject({ state: "refused", refused: "not-a-member" })
+      // send '#team' from the command line: exit 1, naming who refused and why
+      yield* waitUntilEffect("bob's node saved alice and carol", Effect.map(cli("peers", "--json"), (r) =>
+        r.stdout.includes("\"alice\"") && r.stdout.includes("\"carol\"")), 8000)
+      const again = yield* cli("send", "#team", "still?")
+      expect(again.code, again.stderr).toBe(1)
+      expect(again.stdout).toMatch(/^refused by (alice|carol): you are not a member of the group in their list$/m)
+      expect(again.stderr).toMatch(/not delivered to 2 of 2 member\(s\): refused by (alice|carol): you are not a member of the group in their list; refused by (alice|carol): /)
+      expect(again.stderr).not.toMatch(/pending ones/)
+      const json = yield* cli("send", "#team", "still??", "--json")
+      expect(json.code).toBe(1)
+      expect(JSON.parse(json.stdout).recipients).toEqual(expect.arrayContaining([
+        expect.objectContaining({ peer: "carol", state: "refused", refused: "not-a-member" })
+      ]))
     }))
 
   it.live("usage errors exit 2; a member without a pinned key is refused (exit 1); list and show print JSON", () =>

@@ -9,7 +9,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Fiber, Layer, Queue } from "effect"
+import { Context, Deferred, Effect, Fiber, Layer, Queue, Result } from "effect"
 import {
   CLASSIC_FRAME_LIMIT,
   classicDecrypt,
@@ -19,7 +19,7 @@ import {
   splitForClassic
 } from "../../src/domain/Classic.ts"
 import { fingerprint } from "../../src/domain/Fingerprint.ts"
-import type { Frame } from "../../src/domain/Frames.ts"
+import { ACK_REFUSALS, decodeInner, type Frame, refusalText } from "../../src/domain/Frames.ts"
 import { encodeFrame, MAX_FRAME_BYTES } from "../../src/domain/Framing.ts"
 import { generateKeyPair, type KeyPair } from "../../src/domain/Noise.ts"
 import * as Classic3des from "../../src/dialects/classic3des.ts"
@@ -107,7 +107,7 @@ const serveInto = (session: IncomingSession, got: Queue.Queue<Received>) =>
 
 /** Reads the initiator's replies like the Links' pump: every acked id into `acks`. */
 const pumpAcks = (session: OutgoingSession, acks: Queue.Queue<string>) =>
-  Effect.forkChild(Effect.forever(Effect.flatMap(session.replies, (id) => Queue.offer(acks, id))))
+  Effect.forkChild(Effect.forever(Effect.flatMap(session.replies, (r) => Queue.offer(acks, r.id))))
 
 const firstFrame = (ch: FrameChannel) => ch.next.pipe(Effect.orDie)
 
@@ -203,7 +203,7 @@ describe("dialects over a memory connection", () => {
           wantsAck: true
         })
         yield* incoming.ack("m-1")
-        assert.strictEqual(yield* outgoing.replies, "m-1")
+        assert.deepStrictEqual(yield* outgoing.replies, { id: "m-1" })
 
         // On the wire: message 1 with the proto, message 3, then one ct frame; no plaintext.
         const frames = parsed(wire)
@@ -220,6 +220,35 @@ describe("dialects over a memory connection", () => {
         assert.deepStrictEqual(bobPin._tag === "Some" ? keyId(bobPin.value) : undefined, keyId(bob.keyPair.publicKey))
         assert.deepStrictEqual(alicePin._tag === "Some" ? keyId(alicePin.value) : undefined, keyId(alice.keyPair.publicKey))
       }))
+
+    it.live("a refused ack carries its code inside the session; the initiator reads it, and reads a plain ack as one", () =>
+      Effect.gen(function*() {
+        const alice = yield* identity()
+        const bob = yield* identity()
+        const { outgoing, incoming } = yield* secureSession(alice, bob)
+        yield* outgoing.send({ id: "g-1", text: "for the group", sentAt: "" })
+        assert.strictEqual(msg(yield* incoming.receive).id, "g-1")
+        yield* incoming.ack("g-1", "not-a-member")
+        assert.deepStrictEqual(yield* outgoing.replies, { id: "g-1", refused: "not-a-member" })
+        yield* outgoing.send({ id: "g-2", text: "again", sentAt: "" })
+        yield* incoming.receive
+        yield* incoming.ack("g-2")
+        assert.deepStrictEqual(yield* outgoing.replies, { id: "g-2" })
+      }))
+
+    it("the inner ack's refused field: any short code decodes (a later one too), anything else is a bad inner object", () => {
+      const ack = (extra: object) => decodeInner(JSON.stringify({ type: "ack", id: "a-1", ...extra }))
+      assert.deepStrictEqual(Result.getOrUndefined(ack({})), { type: "ack", id: "a-1" })
+      for (const code of ["not-a-member", "left", "not-in-group", "bad-list", "other-group", "some-later-code"]) {
+        assert.deepStrictEqual(Result.getOrUndefined(ack({ refused: code })), { type: "ack", id: "a-1", refused: code })
+      }
+      for (const bad of ["", "Not-A-Member", "x".repeat(33), "a b", "\u202e", 3, null, true]) {
+        assert.isTrue(Result.isFailure(ack({ refused: bad })), JSON.stringify(bad))
+      }
+      // every code p2pchat sends is one its own initiator explains
+      for (const code of Object.keys(ACK_REFUSALS)) assert.notStrictEqual(refusalText(code), code)
+      assert.strictEqual(refusalText("some-later-code"), "some-later-code")
+    })
 
     it.live("a tampered ct frame ends the session: Decrypt, then every later frame is refused", () =>
       Effect.gen(function*() {
@@ -283,7 +312,8 @@ describe("dialects over a memory connection", () => {
           { unencrypted_message: Buffer.from("héllo plain").toString("base64"), id: "p-1", from: "alice" }
         ])
 
-        const incoming = Legacy.accept(server, yield* firstFrame(server))
+        const back = recording(server)
+        const incoming = Legacy.accept(back.channel, yield* firstFrame(server))
         const r = yield* incoming.receive
         assert.deepStrictEqual(r, {
           inner: { type: "msg", id: "p-1", text: "héllo plain", sentAt: "" },
@@ -292,7 +322,11 @@ describe("dialects over a memory connection", () => {
           wantsAck: true
         })
         yield* incoming.ack("p-1")
-        assert.strictEqual(yield* outgoing.replies, "p-1")
+        assert.deepStrictEqual(yield* outgoing.replies, { id: "p-1" })
+        // a refusal is said in secure sessions only: a plain ack is the classic shape, unchanged
+        yield* incoming.ack("p-2", "not-a-member")
+        assert.deepStrictEqual(yield* outgoing.replies, { id: "p-2" })
+        assert.deepStrictEqual(parsed(back.wire), [{ ack: "p-1" }, { ack: "p-2" }])
       }))
 
     it.live("without a name the frame has no from", () =>

@@ -71,7 +71,7 @@ describe("a received copy", () => {
   it("an older list does not replace a newer one; its sender is judged by the newer one", () => {
     const v2 = state(2, [alice, carol])
     const d = decide(v2, false, v1, bob, carol, signedByCreator)
-    assert.deepStrictEqual(d, { _tag: "Refuse", reason: "bob is not a member in this node's list (version 2)", state: undefined })
+    assert.deepStrictEqual(d, { _tag: "Refuse", reason: "bob is not a member in this node's list (version 2)", code: "not-a-member", state: undefined })
   })
   it("refused: a bad signature, another creator, a stranger, a sender whose proven key is not the list's, a group this node left", () => {
     assert.match((decide(v1, false, { ...v1, sig: "B".repeat(86) }, bob, alice, signedByCreator) as { reason: string }).reason, /not signed/)
@@ -79,11 +79,20 @@ describe("a received copy", () => {
     assert.match((decide(undefined, false, v1, alice, carol, signedByCreator) as { reason: string }).reason, /not one of its members/)
     assert.match((decide(v1, false, v1, { name: "bob", key: key("x") }, alice, signedByCreator) as { reason: string }).reason, /bob is not a member/)
     assert.match((decide(v1, true, v1, alice, bob, signedByCreator) as { reason: string }).reason, /you left/)
+    // the code each refusal's ack carries to the sender (protocol.md 5.5)
+    const codeOf = (d: ReturnType<typeof decide>) => d._tag === "Refuse" ? d.code : undefined
+    assert.deepStrictEqual([
+      codeOf(decide(v1, false, { ...v1, sig: "B".repeat(86) }, bob, alice, signedByCreator)),
+      codeOf(decide(v1, false, state(5, [bob, alice], bob.key), bob, alice, signedByCreator)),
+      codeOf(decide(undefined, false, v1, alice, carol, signedByCreator)),
+      codeOf(decide(v1, false, v1, { name: "bob", key: key("x") }, alice, signedByCreator)),
+      codeOf(decide(v1, true, v1, alice, bob, signedByCreator))
+    ], ["bad-list", "other-group", "not-in-group", "not-a-member", "left"])
   })
   it("a first copy to a member holds the group; a newer list refused for its sender is still kept", () => {
     assert.deepStrictEqual(decide(undefined, false, v1, alice, bob, signedByCreator), { _tag: "Accept", state: v1, updated: true })
     const v2 = state(2, [alice, carol])
     const d = decide(v1, false, v2, bob, carol, signedByCreator)
-    assert.deepStrictEqual(d, { _tag: "Refuse", reason: "bob is not a member in this node's list (version 2)", state: v2 })
+    assert.deepStrictEqual(d, { _tag: "Refuse", reason: "bob is not a member in this node's list (version 2)", code: "not-a-member", state: v2 })
   })
 })

@@ -265,6 +265,89 @@ describe("History", () => {
       assert.strictEqual(entry?.state, "delivered")
     }))
 
+  it.effect("a copy its receiver refused is stored refused, with the code, and never moves again", () =>
+    Effect.gen(function*() {
+      const { history } = yield* openNode(yield* tempDir)
+      const copy = (peer: string) => ({ ...msg("g1", peer, "hello team"), conversation: "#q3xYb2mJ0V8kPq1cR7tU9w" })
+      yield* history.recordSentAll([copy("bob"), copy("carol"), copy("dave")])
+      assert.deepStrictEqual(
+        yield* history.setStateAll([
+          { id: "g1", peer: "bob", state: "delivered" },
+          { id: "g1", peer: "carol", state: "refused", refused: "not-a-member" }
+        ]),
+        [true, true]
+      )
+      assert.isTrue(yield* history.setState("g1", "dave", "refused", "left"))
+      assert.deepStrictEqual(yield* history.pendingFor(), [])
+      // a refusal is final: a late ack, another refusal or "sent" change nothing, nor does a refusal after a delivery
+      assert.isFalse(yield* history.setState("g1", "carol", "delivered"))
+      assert.isFalse(yield* history.setState("g1", "carol", "refused", "left"))
+      assert.isFalse(yield* history.setState("g1", "carol", "sent"))
+      assert.isFalse(yield* history.setState("g1", "bob", "refused", "left"))
+      const [carol] = yield* history.conversation("carol")
+      assert.deepStrictEqual(carol, {
+        id: "g1", peer: "carol", direction: "sent", text: "hello team", at: "2024-05-01T10:00:00.000Z",
+        mode: "noise", state: "refused", conversation: "#q3xYb2mJ0V8kPq1cR7tU9w", refused: "not-a-member"
+      })
+      // a delivered copy has no `refused` field at all
+      assert.notProperty((yield* history.conversation("bob"))[0], "refused")
+      const [line] = yield* history.inConversation("#q3xYb2mJ0V8kPq1cR7tU9w")
+      assert.deepStrictEqual(line?.direction === "sent" ? line.recipients : undefined, [
+        { peer: "bob", mode: "noise", state: "delivered" },
+        { peer: "carol", mode: "noise", state: "refused", refused: "not-a-member" },
+        { peer: "dave", mode: "noise", state: "refused", refused: "left" }
+      ])
+    }))
+
+  it.effect("schema 7 makes the messages table anew: a version 6 file keeps every row, its order and its counter", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      yield* Effect.scoped(Effect.gen(function*() {
+        const { history } = yield* openNode(dir)
+        yield* history.recordSent(msg("s1", "bob", "first"))
+        yield* history.recordReceived(msg("r1", "bob", "second"))
+        yield* history.recordSent({ ...msg("s2", "carol", "third"), conversation: "*all*" })
+        yield* history.setState("s1", "bob", "delivered")
+      }))
+      // the file as version 6 left it: the messages table without 'refused'
+      const raw = openRaw(dbFile(dir))
+      try {
+        raw.exec(`
+          CREATE TABLE old_messages (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, peer TEXT NOT NULL,
+            direction TEXT NOT NULL CHECK (direction IN ('sent', 'received')), text TEXT NOT NULL, at TEXT NOT NULL,
+            mode TEXT NOT NULL CHECK (mode IN ('plain', 'classic-3des', 'noise')),
+            state TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'sent', 'received')),
+            conversation TEXT, UNIQUE (peer, direction, id));
+          INSERT INTO old_messages (seq, id, peer, direction, text, at, mode, state, conversation)
+            SELECT seq, id, peer, direction, text, at, mode, state, conversation FROM messages;
+          DROP TABLE messages;
+          ALTER TABLE old_messages RENAME TO messages;
+          CREATE INDEX messages_peer_seq ON messages (peer, seq);
+          CREATE INDEX messages_pending ON messages (peer, seq) WHERE direction = 'sent' AND state = 'pending';
+          CREATE INDEX messages_conversation ON messages (conversation, seq) WHERE conversation IS NOT NULL;
+          UPDATE sqlite_sequence SET seq = 40 WHERE name = 'messages';
+          PRAGMA user_version = 6;`)
+        assert.throws(() => raw.exec("UPDATE messages SET state = 'refused' WHERE id = 's2'"), /CHECK/)
+      } finally {
+        raw.close()
+      }
+      yield* Effect.scoped(Effect.gen(function*() {
+        const { history, store } = yield* openNode(dir)
+        assert.strictEqual(store.db.pragma("user_version", { simple: true }), SCHEMA_VERSION)
+        assert.deepStrictEqual((yield* history.conversation()).map((e) => [e.id, e.state]), [["s1", "delivered"], ["r1", "received"], ["s2", "pending"]])
+        assert.isTrue(yield* history.setState("s2", "carol", "refused", "not-a-member"))
+        assert.strictEqual((yield* history.conversation("carol"))[0]?.refused, "not-a-member")
+        yield* history.recordSent(msg("s3", "bob", "after"))
+        const seqs = store.db.prepare<[], { seq: number; id: string }>("SELECT seq, id FROM messages ORDER BY seq").all()
+        assert.deepStrictEqual(seqs.at(-1), { seq: 41, id: "s3" })
+        const indexes = store.db.prepare<[], { name: string }>("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'messages' AND sql IS NOT NULL ORDER BY name").all()
+        assert.deepStrictEqual(indexes.map((i) => i.name), ["messages_conversation", "messages_peer_seq", "messages_pending"])
+        // a code only with the state refused
+        assert.throws(() => store.db.prepare("UPDATE messages SET refused = 'left' WHERE id = 's3'").run(), /CHECK/)
+      }))
+    }))
+
   it.effect("a message to a classic peer goes from pending to sent and leaves the pending list", () =>
     Effect.gen(function*() {
       const { history } = yield* openNode(yield* tempDir)

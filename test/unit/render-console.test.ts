@@ -11,7 +11,7 @@ import { messageLines } from "../../src/ui/conversation.ts"
 import { makeKeyReader, pastedText } from "../../src/ui/keys.ts"
 import { columns, rowsOf } from "../../src/ui/LineEditor.ts"
 import { complete, parse, quoteName, restAfter, words } from "../../src/ui/parse.ts"
-import { conversationLine, eventLine, historyLine, historyLines, messageHead, textLine } from "../../src/ui/render.ts"
+import { conversationLine, eventLine, historyLine, historyLines, messageHead, recipientLine, textLine } from "../../src/ui/render.ts"
 import { colourWanted, nameColour, paint, plain, tone } from "../../src/ui/style.ts"
 import { clock, dayLine, parseTime, sentNote, stamp, zone } from "../../src/ui/time.ts"
 
@@ -219,5 +219,26 @@ describe("groups on the console", () => {
     expect(conversationLine(got, "team")).toMatch(/\] bob in #team: yes$/)
     // in a peer's history, a copy of a group message says it was the group's
     expect(historyLine({ ...got, direction: "sent", state: "delivered", peer: "bob", text: "x" })).toMatch(/me -> bob in #q3xYb2mJ0V8kPq1cR7tU9w: x \(delivered\)$/)
+  })
+
+  it("a copy its member refused: said as refused by that member, with why, never as delivered", () => {
+    const sent = {
+      id: "2", conversation: "#q3xYb2mJ0V8kPq1cR7tU9w", direction: "sent", text: "lunch?", at: "2026-12-01T12:00:00.000Z",
+      recipients: [
+        { peer: "bob", mode: "noise", state: "refused", refused: "not-a-member" },
+        { peer: "carol", mode: "noise", state: "delivered" },
+        { peer: "dave", mode: "noise", state: "refused", refused: "left" },
+        { peer: "erin", mode: "noise", state: "refused", refused: "not-a-member" }
+      ]
+    } as const
+    expect(conversationLine(sent, "team")).toMatch(
+      /\] me -> #team: lunch\? \(delivered to carol; refused by bob, erin \(you are not a member of the group in their list\); refused by dave \(they left the group\)\)$/
+    )
+    const copy = { ...sent.recipients[0], id: "2", direction: "sent", text: "x", at: sent.at, conversation: sent.conversation } as const
+    expect(historyLine(copy)).toMatch(/me -> bob in #q3xYb2mJ0V8kPq1cR7tU9w: x \(refused: you are not a member of the group in their list\)$/)
+    // a code this version does not know is shown as it came
+    expect(historyLine({ ...copy, refused: "later-code" })).toMatch(/\(refused: later-code\)$/)
+    expect(recipientLine({ peer: "bob", mode: "noise", state: "refused", reason: "they left the group", refused: "left" }))
+      .toBe("refused by bob: they left the group")
   })
 })

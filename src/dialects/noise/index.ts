@@ -5,7 +5,7 @@
 import * as Effect from "effect/Effect"
 import type { HandshakeFrame } from "../../domain/Frames.ts"
 import type { FrameChannel } from "../../transport/Transport.ts"
-import type { IncomingSession, OutgoingSession } from "../Dialect.ts"
+import type { IncomingSession, OutgoingSession, Reply } from "../Dialect.ts"
 import { frameIO, type SecureChannel, type SessionError } from "./channel.ts"
 import { FILE_PROTO } from "../../domain/FileWire.ts"
 import { type AcceptOptions, acceptKeys, acceptTrusted, type InitiateOptions, initiateKeys, initiateTrusted } from "./handshake.ts"
@@ -19,9 +19,9 @@ const provenOf = (secure: SecureChannel) => ({
 })
 
 const outgoing = (secure: SecureChannel, label: string): OutgoingSession => {
-  const replies: Effect.Effect<string, SessionError> = Effect.flatMap(secure.receive, (inner) =>
+  const replies: Effect.Effect<Reply, SessionError> = Effect.flatMap(secure.receive, (inner) =>
     inner.type === "ack"
-      ? Effect.succeed(inner.id)
+      ? Effect.succeed(inner.refused === undefined ? { id: inner.id } : { id: inner.id, refused: inner.refused })
       : Effect.andThen(Effect.logDebug(`initiator: ignored a secure ${inner.type} from ${label} on an outgoing link`), replies))
   return {
     mode: "noise",
@@ -49,7 +49,7 @@ export const initiate = (ch: FrameChannel, ownName: string, options: InitiateOpt
 export const accept = (ch: FrameChannel, first: HandshakeFrame, ownName: string, options: AcceptOptions) =>
   Effect.map(acceptTrusted(frameIO(ch), first, ownName, options), (secure): IncomingSession => ({
     receive: Effect.map(secure.receive, (inner) => ({ inner, mode: "noise" as const, wantsAck: true })),
-    ack: (id) => secure.send({ type: "ack", id }),
+    ack: (id, refused) => secure.send(refused === undefined ? { type: "ack", id } : { type: "ack", id, refused }),
     proven: provenOf(secure)
   }))
 
