@@ -81,7 +81,7 @@ export const options = {
     Flag.optional
   ),
   acceptFilesFrom: Flag.String("accept-files-from").pipe(
-    Flag.withDescription("USER,...: take their offers without asking (peers with pinned keys only)"),
+    Flag.withDescription("USER,...: take their offers without asking (once you verified their keys with trust)"),
     Flag.optional
   ),
   maxFileSize: Flag.String("max-file-size").pipe(
@@ -124,6 +124,21 @@ const toRaw = (p: Shared): RawOptions => ({
 export interface Failure {
   readonly message: string
 }
+
+/**
+ * Whether a process holds the data dir's lock of `role` now: `discover` for a node that
+ * listens for presence (`start` or `discover`), `respond` for one that serves the chat port.
+ */
+export const lockHeld = (dataDir: string, role: "discover" | "respond") =>
+  Effect.gen(function*() {
+    const fs = yield* Effect.promise(() => import("node:fs"))
+    const path = yield* Effect.promise(() => import("node:path"))
+    const { holderState, lockFileName, parseHolder } = yield* load(() => import("../services/DataDirLock.ts"))
+    const file = path.join(dataDir, lockFileName(role))
+    const text = yield* Effect.try(() => fs.readFileSync(file, "utf8")).pipe(Effect.orElseSucceed(() => undefined))
+    const holder = text === undefined ? undefined : parseHolder(text)
+    return holder !== undefined && holderState(holder, file) !== "gone"
+  })
 
 export const fail = (message: string): Effect.Effect<never, Failure> => Effect.fail({ message })
 

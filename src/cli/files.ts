@@ -25,22 +25,10 @@ import type { Transfer } from "../domain/Transfer.ts"
 import { type NodeConfig, UsageError } from "../services/Config.ts"
 import type { TransferError, Transfers } from "../transfer/Transfers.ts"
 import { toJson } from "../ui/render.ts"
-import { base, fail, inCommand, modules, printLine, printWarning, resolve, resolveNamed } from "./base.ts"
+import { base, fail, inCommand, lockHeld, modules, printLine, printWarning, resolve, resolveNamed } from "./base.ts"
 
 /** How often a transfer is read again while it is followed (at most 4 updates a second). */
 const POLL_MS = 250
-
-/** Whether the data dir's responder runs (`start`, or `respond`): it holds the respond lock. */
-export const nodeRunning = (dataDir: string) =>
-  Effect.gen(function*() {
-    const fs = yield* Effect.promise(() => import("node:fs"))
-    const path = yield* Effect.promise(() => import("node:path"))
-    const { holderState, lockFileName, parseHolder } = yield* Effect.promise(() => import("../services/DataDirLock.ts"))
-    const file = path.join(dataDir, lockFileName("respond"))
-    const text = yield* Effect.try(() => fs.readFileSync(file, "utf8")).pipe(Effect.orElseSucceed(() => undefined))
-    const holder = text === undefined ? undefined : parseHolder(text)
-    return holder !== undefined && holderState(holder, file) !== "gone"
-  })
 
 /** A TransferError as the command line says it: a usage error (exit 2) or a failure (exit 1). */
 const said = (e: TransferError) => e.reason === "Usage" ? new UsageError({ message: e.message }) : { message: e.message }
@@ -98,7 +86,7 @@ const follow = (config: NodeConfig, transfers: Transfers["Service"], ids: Readon
  */
 const withNode = <A, E>(config: NodeConfig, run: (running: boolean) => Effect.Effect<A, E, any>) =>
   Effect.gen(function*() {
-    const running = yield* nodeRunning(config.dataDir)
+    const running = yield* lockHeld(config.dataDir, "respond")
     const { clientRole, nodeRole, RoleLogger } = yield* modules.roles
     const { consoleLogger } = yield* modules.console
     const Logger = yield* Effect.promise(() => import("effect/Logger"))

@@ -23,7 +23,7 @@ import type { BroadcastResult } from "../chat/Broadcast.ts"
 import type { Initiator, SendResult } from "../chat/Initiator.ts"
 import type { PeerRegistry } from "../services/PeerRegistry.ts"
 import { recipientLine, toJson } from "../ui/render.ts"
-import { base, fail, inCommand, modules, printLine, printWarning, resolveNamed } from "./base.ts"
+import { base, fail, inCommand, lockHeld, modules, printLine, printWarning, resolveNamed } from "./base.ts"
 import { reportGroup } from "./group.ts"
 
 const DEFAULT_WAIT_MS = 3000
@@ -40,18 +40,6 @@ const parseWait = (text: string | undefined): Effect.Effect<number, UsageError> 
 
 export const unknownUser = (user: string) => `no user '${user}' is online; \`p2pchat peers\` lists who is`
 
-/** Whether a node (`start` or `discover`) listens for this data dir now: it holds the data dir's discover lock. */
-const nodeListening = (dataDir: string) =>
-  Effect.gen(function*() {
-    const fs = yield* Effect.promise(() => import("node:fs"))
-    const path = yield* Effect.promise(() => import("node:path"))
-    const { holderState, lockFileName, parseHolder } = yield* Effect.promise(() => import("../services/DataDirLock.ts"))
-    const file = path.join(dataDir, lockFileName("discover"))
-    const text = yield* Effect.try(() => fs.readFileSync(file, "utf8")).pipe(Effect.orElseSucceed(() => undefined))
-    const holder = text === undefined ? undefined : parseHolder(text)
-    return holder !== undefined && holderState(holder, file) !== "gone"
-  })
-
 /**
  * Where to learn who USER is: the saved peers ("snapshot"), or the presence port ("listen")
  * when USER is not among them, `--wait` allows waiting, and no node listens for this data
@@ -62,7 +50,7 @@ const planFor = (config: NodeConfig, user: string, waitMs: number) =>
     const { make } = yield* modules.store
     const { readSnapshot } = yield* modules.snapshot
     const store = yield* make(config.dataDir)
-    if (waitMs === 0 || (yield* nodeListening(config.dataDir))) return "snapshot" as const
+    if (waitMs === 0 || (yield* lockHeld(config.dataDir, "discover"))) return "snapshot" as const
     const known = readSnapshot(store, config, new Date()).some((p) => p.key === usernameKey(user))
     return known ? "snapshot" as const : "listen" as const
   }))
@@ -134,7 +122,7 @@ const deliver = <A, E>(
     const viaSnapshot = run(false).pipe(Effect.scoped, Effect.provide(clientRole(config)))
     // everyone: the saved peers are all there is to wait for; listening finds the others
     const plan = user === undefined
-      ? (waitMs === 0 || (yield* nodeListening(config.dataDir)) ? "snapshot" : "listen")
+      ? (waitMs === 0 || (yield* lockHeld(config.dataDir, "discover")) ? "snapshot" : "listen")
       : yield* planFor(config, user, waitMs)
     if (plan === "snapshot") return yield* viaSnapshot
     const listening = yield* listeningClient(config)
