@@ -244,7 +244,7 @@ const printTable = (table) => {
 // Processes
 
 /** A p2pchat node (`p2pchat start`), loopback only, ports chosen by the OS. */
-const startNode = async (name, { json = true, targets = [], extra = [], onEvent, env, bind = "127.0.0.1" } = {}) => {
+const startNode = async (name, { json = true, targets = [], extra = [], onEvent, env, bind = "127.0.0.1", stdin } = {}) => {
   const args = [
     CLI, "start", "--name", name, "--bind", bind, "--udp-port", "0", "--tcp-port", "0",
     "--data-dir", freshDir(name), "--log-level", "warning", ...extra
@@ -254,6 +254,7 @@ const startNode = async (name, { json = true, targets = [], extra = [], onEvent,
   const t0 = performance.now()
   const child = spawnTracked(NODE, args, {
     env,
+    stdin,
     onLine: (line) => {
       if (!onEvent || !line.startsWith("{")) return
       try {

@@ -1,7 +1,7 @@
 /**
  * The sending side of file-throughput: a whole node (nodeRole, as `p2pchat start` builds it,
  * with its Transfers engine) in this process, so that its RSS is a node's. It finds the
- * receiver (a `p2pchat start --accept-files-from NAME` process) by presence, sends it one
+ * receiver (a `p2pchat start` process, which accepts the offer) by presence, sends it one
  * secure text message first (each side pins the other's key: the receiver accepts files
  * from pinned peers only), then calls `Initiator.sendFile`, what `send-file` does: the file
  * is read and hashed (the offer), the offer goes in a `msg`, and the receiver pulls the file
@@ -19,8 +19,8 @@ import { parseArgs } from "node:util"
 import { Initiator } from "../../src/chat/Initiator.ts"
 import { CHUNK_BYTES } from "../../src/domain/FileWire.ts"
 import { modeOfWord } from "../../src/domain/Mode.ts"
-import { nodeRole } from "../../src/layers/Node.ts"
 import { testConfig } from "../../src/services/Config.ts"
+import { runInNode } from "./runNode.ts"
 import { PeerRegistry } from "../../src/services/PeerRegistry.ts"
 import { Transfers } from "../../src/transfer/Transfers.ts"
 
@@ -82,18 +82,4 @@ const config = testConfig({
   targets: [{ host: target[1]!, port: Number(target[2]) }],
   logLevel: "warning"
 })
-Effect.runPromise(
-  program.pipe(
-    Effect.provide(nodeRole(config)),
-    Effect.catch((e) => Effect.succeed({ error: typeof e === "string" ? e : String((e as { message?: unknown }).message ?? e) }))
-  )
-).then(
-  (result) => {
-    console.log(JSON.stringify(result))
-    process.exit(0)
-  },
-  (e) => {
-    console.log(JSON.stringify({ error: String(e) }))
-    process.exit(1)
-  }
-)
+runInNode(program, config)

@@ -23,9 +23,9 @@ import { Duration, Effect, Option } from "effect"
 import { parseArgs } from "node:util"
 import { Groups } from "../../src/chat/Groups.ts"
 import { Initiator } from "../../src/chat/Initiator.ts"
-import { nodeRole } from "../../src/layers/Node.ts"
 import { modeOfWord } from "../../src/domain/Mode.ts"
 import { testConfig } from "../../src/services/Config.ts"
+import { runInNode } from "./runNode.ts"
 import { PeerRegistry } from "../../src/services/PeerRegistry.ts"
 
 const { values: opt } = parseArgs({
@@ -129,18 +129,4 @@ const config = testConfig({
   targets: members.map((m) => ({ host: m.host, port: m.port })),
   logLevel: "warning"
 })
-Effect.runPromise(
-  program.pipe(
-    Effect.provide(nodeRole(config)),
-    Effect.catch((e) => Effect.succeed({ error: typeof e === "string" ? e : String((e as { message?: unknown }).message ?? e) }))
-  )
-).then(
-  (result) => {
-    console.log(JSON.stringify(result))
-    process.exit(0)
-  },
-  (e) => {
-    console.log(JSON.stringify({ error: String(e) }))
-    process.exit(1)
-  }
-)
+runInNode(program, config)

@@ -12,8 +12,8 @@
  */
 import { Duration, Effect, Option } from "effect"
 import { parseArgs } from "node:util"
-import { nodeRole } from "../../src/layers/Node.ts"
 import { testConfig } from "../../src/services/Config.ts"
+import { runInNode } from "./runNode.ts"
 import { Initiator } from "../../src/chat/Initiator.ts"
 import { modeOfWord } from "../../src/domain/Mode.ts"
 import { PeerRegistry } from "../../src/services/PeerRegistry.ts"
@@ -99,18 +99,4 @@ const config = testConfig({
   targets: [{ host: "127.0.0.1", port: Number(opt["peer-udp"]) }],
   logLevel: "warning"
 })
-Effect.runPromise(
-  program.pipe(
-    Effect.provide(nodeRole(config)),
-    Effect.catch((e) => Effect.succeed({ error: typeof e === "string" ? e : String((e as { message?: unknown }).message ?? e) }))
-  )
-).then(
-  (result) => {
-    console.log(JSON.stringify(result))
-    process.exit(0)
-  },
-  (e) => {
-    console.log(JSON.stringify({ error: String(e) }))
-    process.exit(1)
-  }
-)
+runInNode(program, config)

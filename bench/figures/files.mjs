@@ -8,7 +8,7 @@
 //   - plain: the smallest plain Node program doing what a transfer does, two processes
 //     (bench/baseline/file-plain.mjs: SHA-256 first, node:net, ChaCha20-Poly1305 per chunk of
 //     p2pchat's size, write, SHA-256 check, fsync, rename);
-//   - p2pchat: bob is a `p2pchat start --accept-files-from alice --downloads DIR` process;
+//   - p2pchat: bob is a `p2pchat start --downloads DIR` process whose console (stdin) is told `accept ID` as the offer shows;
 //     alice is a whole node in the driver process (bench/drivers/file-sender.ts), which sends
 //     bob a first secure message (keys pinned both ways) and then calls Initiator.sendFile,
 //     as `send-file` does.
@@ -131,9 +131,12 @@ export const fileThroughput = (h) => async () => {
     let failed
     const bob = await h.startNode("bob", {
       bind: BOB_HOST,
-      extra: ["--announce-every", "1s", "--accept-files-from", "alice", "--downloads", downloads],
+      extra: ["--announce-every", "1s", "--downloads", downloads],
+      // bob's console reads its commands from this pipe: he accepts the offer as it shows
+      stdin: "pipe",
       onEvent: (e) => {
         if (e.event !== "file" || e.direction !== "in") return
+        if (e.state === "offered") bob.stdin.write(`accept ${e.id}\n`)
         if (e.state === "done") end ??= { at: performance.now(), hwm: hwmMB(bob.pid), path: e.path, size: e.size }
         if (e.state === "failed" || e.state === "declined") failed ??= `bob's transfer ended ${e.state}: ${e.reason ?? ""}`
       }
@@ -199,7 +202,7 @@ export const fileThroughput = (h) => async () => {
   const size = mb >= 1024 ? `${(mb / 1024).toFixed(mb % 1024 === 0 ? 0 : 2)} GiB` : `${mb} MiB`
   const list = (xs) => xs.map((x) => x.toFixed(0)).join("/")
   h.record("file-throughput", mine.mbps, base.plain,
-    `one ${size} file, alice (a node in the driver process) to bob (\`p2pchat start --accept-files-from alice\`), from ` +
+    `one ${size} file, alice (a node in the driver process) to bob (\`p2pchat start\`, accepting at the offer), from ` +
     `send-file (the file read and hashed) until bob's file is in place (hash checked, fsynced, renamed); baseline: ` +
     `bench/baseline/file-plain.mjs, the same job in plain Node (node:net, ChaCha20-Poly1305 per ${CHUNK}-byte chunk, SHA-256, fsync)`)
   h.record("file-throughput-vs-disk", mine.mbps, base.disk,
