@@ -37,6 +37,10 @@ import { type FileError, fileError, type FileSession, makeSession } from "./Sess
 /** Tries of one chunk that keeps failing its CRC before the transfer fails. */
 export const CHUNK_TRIES = 3
 const CONNECT_TIMEOUT_MS = 5000
+/** Bytes between two progress reports of a file coming in. */
+const SHOW_EVERY_BYTES = 1 << 20
+/** What the puller's socket reads ahead: many data messages per read, not one. */
+const READ_AHEAD_BYTES = 1 << 20
 
 export interface FetchDeps {
   readonly config: NodeConfig
@@ -82,7 +86,7 @@ export const connect = (deps: FetchDeps, row: TransferRow): Effect.Effect<FileSe
     }
     const peer = found.value
     const pinned = yield* deps.trust.pinned(row.peer_name).pipe(Effect.orElseSucceed(() => Option.none<Uint8Array>()))
-    const ch = yield* deps.transport.dial(peer.address, peer.port, CONNECT_TIMEOUT_MS).pipe(
+    const ch = yield* deps.transport.dial(peer.address, peer.port, CONNECT_TIMEOUT_MS, { readAheadBytes: READ_AHEAD_BYTES }).pipe(
       Effect.mapError((e) => fileError("Network", `cannot reach ${row.peer_name}: ${e.message}`, e))
     )
     const keys = yield* Noise.initiateFile(ch, ownName, {
@@ -263,7 +267,13 @@ const fetchItem = (deps: FetchDeps, session: FileSession, row: TransferRow, item
       yield* deps.store.setPart(row.seq, item.idx, part).pipe(Effect.mapError(storage))
     }
     const fh = yield* openPart(part)
-    const shown = (bytes: number) => deps.progress(row, before + bytes)
+    // told at most once per SHOW_EVERY_BYTES (and at the end): the engine throttles what it shows anyway
+    let told = -SHOW_EVERY_BYTES
+    const shown = (bytes: number) => {
+      if (bytes - told < SHOW_EVERY_BYTES && bytes < item.size) return Effect.void
+      told = bytes
+      return deps.progress(row, before + bytes)
+    }
     const digest = yield* Effect.gen(function*() {
       const start = yield* verifyPart(session, row, item, fh, part, shown)
       const hash = yield* streamRest(session, row, item, fh, part, start, shown)

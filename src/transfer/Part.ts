@@ -1,8 +1,8 @@
 /**
  * The receiver's files on disk (protocol.md 9.4): a `.part` file per item, created beside
  * where the item will land (never over an existing file: O_EXCL, no link followed), written
- * at chunk offsets with a few writes in flight, checked chunk by chunk against the sender's
- * CRC-32s when a transfer resumes, and finally fsynced and linked into place under a name
+ * at chunk offsets (consecutive chunks gathered into writes of about 1 MiB, a few in
+ * flight), checked chunk by chunk against the sender's CRC-32s when a transfer resumes, and finally fsynced and linked into place under a name
  * that is free (`name (1).ext`), the directory fsynced after.
  */
 import * as fs from "node:fs"
@@ -14,8 +14,15 @@ import { freeName, withSuffix } from "../domain/FileName.ts"
 import { fsyncDir, O_NOFOLLOW } from "../services/Files.ts"
 import { type FileError, fileError } from "./Session.ts"
 
+/** Bytes gathered before one write (consecutive chunks go out together, in one writev). */
+const WRITE_BYTES = 1 << 20
 /** Writes in flight at once on one .part. */
-const WRITES_IN_FLIGHT = 8
+const WRITES_IN_FLIGHT = 4
+/**
+ * Bytes written between two fdatasyncs started in the background while a file streams in,
+ * so that the disk writes as the bytes come and the fsync at the end has little left to do.
+ */
+const SYNC_EVERY_BYTES = 32 << 20
 
 const codeOf = (e: unknown): string => (typeof e === "object" && e !== null && "code" in e ? String(e.code) : "")
 
@@ -72,26 +79,67 @@ export const createFolder = (dir: string, name: string): Effect.Effect<string, F
 export const openPart = (part: string) =>
   io(`cannot open ${part}`, () => fs.promises.open(part, fs.constants.O_RDWR | fs.constants.O_CREAT | O_NOFOLLOW, 0o600))
 
-/** Writes at offsets with up to WRITES_IN_FLIGHT writes under way; `drain` waits for all of them. */
+/**
+ * Writes at offsets: consecutive pieces are gathered into writes of about WRITE_BYTES (one
+ * writev each), with up to WRITES_IN_FLIGHT of them under way, and an fdatasync started
+ * every SYNC_EVERY_BYTES; `drain` writes what is gathered and waits for all of them. The
+ * pieces are kept (not copied) until written: the caller does not change them.
+ */
 export const makeWriter = (fh: fs.promises.FileHandle, part: string) => {
   const inflight = new Set<Promise<void>>()
   let failed: unknown
-  const write = (bytes: Uint8Array, offset: number) =>
-    io(`cannot write ${part}`, async () => {
-      while (inflight.size >= WRITES_IN_FLIGHT) await Promise.race(inflight)
-      if (failed !== undefined) throw failed
-      const p: Promise<void> = fh.write(bytes, 0, bytes.length, offset)
-        .then((r) => {
-          if (r.bytesWritten !== bytes.length) throw new Error(`short write (${r.bytesWritten} of ${bytes.length} bytes)`)
-        })
-        .catch((e) => {
-          failed ??= e
-        })
-        .finally(() => void inflight.delete(p))
-      inflight.add(p)
+  let gathered: Array<Uint8Array> = []
+  let gatheredAt = 0
+  let gatheredBytes = 0
+  let unsynced = 0
+  let syncing: Promise<void> | undefined
+  const noteFailure = (e: unknown) => {
+    failed ??= e
+  }
+  /** Counts bytes written; past SYNC_EVERY_BYTES, starts an fdatasync (one at a time). */
+  const written = (n: number) => {
+    unsynced += n
+    if (unsynced < SYNC_EVERY_BYTES || syncing !== undefined) return
+    unsynced = 0
+    syncing = fh.datasync().catch(noteFailure).finally(() => {
+      syncing = undefined
+    })
+  }
+
+  const flush = async () => {
+    if (gathered.length === 0) return
+    while (inflight.size >= WRITES_IN_FLIGHT) await Promise.race(inflight)
+    if (failed !== undefined) throw failed
+    const pieces = gathered
+    const at = gatheredAt
+    const n = gatheredBytes
+    gathered = []
+    gatheredBytes = 0
+    const p: Promise<void> = fh.writev(pieces, at)
+      .then((r) => {
+        if (r.bytesWritten !== n) throw new Error(`short write (${r.bytesWritten} of ${n} bytes)`)
+        written(n)
+      })
+      .catch(noteFailure)
+      .finally(() => void inflight.delete(p))
+    inflight.add(p)
+  }
+
+  const flushing = io(`cannot write ${part}`, flush)
+  /** Gathers `bytes` (written at `offset`); waits only when a write has to start. */
+  const write = (bytes: Uint8Array, offset: number): Effect.Effect<void, FileError> =>
+    Effect.suspend(() => {
+      if (failed !== undefined) return Effect.fail(diskError(`cannot write ${part}`)(failed))
+      if (gathered.length > 0 && offset !== gatheredAt + gatheredBytes) return Effect.andThen(flushing, write(bytes, offset))
+      if (gathered.length === 0) gatheredAt = offset
+      gathered.push(bytes)
+      gatheredBytes += bytes.length
+      return gatheredBytes >= WRITE_BYTES ? flushing : Effect.void
     })
   const drain = io(`cannot write ${part}`, async () => {
+    await flush()
     await Promise.all(inflight)
+    await syncing
     if (failed !== undefined) throw failed
   })
   return { write, drain }

@@ -57,18 +57,27 @@ export const hashFile = async (abs: string, noFollow: boolean) => {
     const sums = new Uint8Array(chunkCount(size) * 4)
     const view = new DataView(sums.buffer)
     const hash = createHash("sha256")
-    const buf = Buffer.allocUnsafe(CHUNK_BYTES * READ_CHUNKS)
-    let pos = 0
-    while (pos < size) {
+    // two buffers: the next block is read while the last one is hashed
+    const bufs = [Buffer.allocUnsafe(CHUNK_BYTES * READ_CHUNKS), Buffer.allocUnsafe(CHUNK_BYTES * READ_CHUNKS)] as const
+    const readAt = (pos: number, buf: Buffer) => {
       const want = Math.min(buf.length, size - pos)
-      const { bytesRead } = await fh.read(buf, 0, want, pos)
-      if (bytesRead !== want) throw fileError("Changed", `${abs} changed while it was read (it is shorter now)`)
-      for (let at = 0; at < want; at += CHUNK_BYTES) {
-        const chunk = buf.subarray(at, Math.min(want, at + CHUNK_BYTES))
+      const read = fh.read(buf, 0, want, pos).then(({ bytesRead }) => {
+        if (bytesRead !== want) throw fileError("Changed", `${abs} changed while it was read (it is shorter now)`)
+        return buf.subarray(0, want)
+      })
+      read.catch(() => {}) // awaited below, unless an earlier block failed
+      return read
+    }
+    let ahead = size > 0 ? readAt(0, bufs[0]) : undefined
+    for (let pos = 0, turn = 1; ahead !== undefined; turn++) {
+      const block = await ahead
+      ahead = pos + block.length < size ? readAt(pos + block.length, bufs[turn % 2]!) : undefined
+      for (let at = 0; at < block.length; at += CHUNK_BYTES) {
+        const chunk = block.subarray(at, Math.min(block.length, at + CHUNK_BYTES))
         view.setUint32(((pos + at) / CHUNK_BYTES) * 4, crc32(chunk) >>> 0)
         hash.update(chunk)
       }
-      pos += want
+      pos += block.length
     }
     return { size, mtimeMs: stat.mtimeMs, sha256: hash.digest("hex"), sums }
   } finally {

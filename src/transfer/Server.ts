@@ -2,7 +2,7 @@
  * The sender's side of a file session (protocol.md 9.3): once the Responder has completed a
  * `p2pchat-file/1` handshake, this serves the puller's requests one at a time until it
  * closes: a manifest page, a page of sums, the bytes of a file from an offset (streamed
- * with backpressure: one chunk read ahead while the last is written), `done`, `decline`.
+ * with backpressure: a block of chunks read ahead while the last is written), `done`, `decline`.
  * Only offers stored in this data dir (by any process) are served, and each only to a
  * recipient the handshake proved. Anything the protocol does not allow ends the session.
  */
@@ -27,7 +27,7 @@ import type { Completed } from "../dialects/noise/index.ts"
 import type { NodeConfig } from "../services/Config.ts"
 import type { ItemRow, TransferRow, TransferStore } from "../services/TransferStore.ts"
 import type { FrameChannel } from "../transport/Transport.ts"
-import { type FileError, fileError, type FileSession, makeSession } from "./Session.ts"
+import { FileError, fileError, type FileSession, makeSession } from "./Session.ts"
 
 export interface ServerDeps {
   readonly config: Pick<NodeConfig, "idleTimeoutMs">
@@ -49,14 +49,10 @@ interface Offer {
 const sendError = (session: FileSession, r: Refusal) =>
   Effect.andThen(Effect.ignore(session.control({ type: "error", code: r.code, message: r.message })), Effect.fail(r))
 
-/** Reads [pos, pos + n) of an open file into a data message (header first). */
-const readChunk = async (fh: fs.promises.FileHandle, pos: number, n: number): Promise<Buffer> => {
-  const buf = Buffer.allocUnsafe(DATA_HEADER_BYTES + n)
-  const { bytesRead } = await fh.read(buf, DATA_HEADER_BYTES, n, pos)
-  if (bytesRead !== n) throw refusal("changed", "the file is shorter than when it was offered")
-  writeDataHeader(buf, pos)
-  return buf
-}
+/** Chunks read from the file at once (one readv of about 1 MiB) and written to the socket at once. */
+const BLOCK_CHUNKS = 16
+/** Bytes of one data message's plaintext: its header, then a whole chunk. */
+const SLOT_BYTES = DATA_HEADER_BYTES + CHUNK_BYTES
 
 /** The end of the chunk that holds `pos`, or `end` if sooner: data messages follow the grid. */
 const chunkEnd = (pos: number, end: number) => Math.min(end, (Math.floor(pos / CHUNK_BYTES) + 1) * CHUNK_BYTES)
@@ -64,7 +60,35 @@ const chunkEnd = (pos: number, end: number) => Math.min(end, (Math.floor(pos / C
 const refusalOf = (e: unknown): Refusal =>
   e instanceof Refusal ? e : refusal("io", `cannot read the file: ${e instanceof Error ? e.message : String(e)}`)
 
-/** Streams [offset, end) of an item; `count` is told of every chunk written. */
+/**
+ * Reads the data messages of up to BLOCK_CHUNKS chunks from `pos` (not past `end`) into
+ * `block`, in one readv: slot i holds message i, its header first; the chunk bytes are
+ * read straight into place after each header. The messages, as views of `block`.
+ */
+const readBlock = async (fh: fs.promises.FileHandle, block: Buffer, pos: number, end: number): Promise<Array<Buffer>> => {
+  const messages: Array<Buffer> = []
+  const targets: Array<Buffer> = []
+  let want = 0
+  for (let p = pos, i = 0; p < end && i < BLOCK_CHUNKS; i++) {
+    const next = chunkEnd(p, end)
+    const slot = block.subarray(i * SLOT_BYTES, i * SLOT_BYTES + DATA_HEADER_BYTES + next - p)
+    writeDataHeader(slot, p)
+    messages.push(slot)
+    targets.push(slot.subarray(DATA_HEADER_BYTES))
+    want += next - p
+    p = next
+  }
+  const { bytesRead } = await fh.readv(targets, pos)
+  if (bytesRead !== want) throw refusal("changed", "the file is shorter than when it was offered")
+  return messages
+}
+
+/**
+ * Streams [offset, end) of an item; `count` is told of the bytes of every block written.
+ * Two block buffers take turns: the next block is read from the disk, and encrypted as soon
+ * as it is read (while the last one is still being written), so the socket gets it the
+ * moment it drains. A block's buffer is read into again only after it was encrypted.
+ */
 const stream = (session: FileSession, item: ItemRow, offset: number, end: number, count: (n: number) => Effect.Effect<void>) =>
   Effect.gen(function*() {
     const fh = yield* Effect.tryPromise({
@@ -76,20 +100,26 @@ const stream = (session: FileSession, item: ItemRow, offset: number, end: number
       if (stat.size !== item.size || stat.mtimeMs !== item.mtime_ms) {
         return yield* refusal("changed", "the file changed since it was offered")
       }
-      let pos = offset
-      let ahead: Promise<Buffer> | undefined
+      const blocks = [Buffer.allocUnsafe(BLOCK_CHUNKS * SLOT_BYTES), Buffer.allocUnsafe(BLOCK_CHUNKS * SLOT_BYTES)] as const
+      let turn = 0
+      // Sealed in the read's callback: blocks are read one after the other, so in order.
       const readAt = (p: number) => {
-        const promise = readChunk(fh, p, chunkEnd(p, end) - p)
+        const promise = readBlock(fh, blocks[turn++ % 2]!, p, end).then((messages) => {
+          let bytes = 0
+          for (const m of messages) bytes += m.length - DATA_HEADER_BYTES
+          return { sealed: session.seal(messages), bytes }
+        })
         promise.catch(() => {}) // awaited below; never an unhandled rejection if the session ends first
         return promise
       }
-      while (pos < end) {
-        const current = ahead ?? readAt(pos)
-        const buf = yield* Effect.tryPromise({ try: () => current, catch: refusalOf })
-        const next = chunkEnd(pos, end)
+      let pos = offset
+      let ahead = pos < end ? readAt(pos) : undefined
+      while (ahead !== undefined) {
+        const block = yield* Effect.tryPromise({ try: () => ahead!, catch: (e) => e instanceof FileError ? e : refusalOf(e) })
+        const next = pos + block.bytes
         ahead = next < end ? readAt(next) : undefined
-        yield* session.send(buf)
-        yield* count(next - pos)
+        yield* session.write(block.sealed)
+        yield* count(block.bytes)
         pos = next
       }
     }).pipe(Effect.ensuring(Effect.promise(() => fh.close().catch(() => {}))))

@@ -180,7 +180,7 @@ const rawChannel = (bytes: ByteStream, newlineDue: boolean): RawChannel => {
       have -= n
       return out
     }
-    const out = new Uint8Array(n)
+    const out = Buffer.allocUnsafe(n) // every byte is set below
     let at = 0
     while (at < n) {
       const c = chunks[0]!
@@ -226,7 +226,11 @@ const rawChannel = (bytes: ByteStream, newlineDue: boolean): RawChannel => {
       )
     })
 
-  return { read, write: (out) => out.length === 0 ? Effect.void : bytes.writeBytes(out) }
+  return {
+    read,
+    readBuffered: (n) => (have >= n ? take(n) : undefined),
+    write: (out) => out.length === 0 ? Effect.void : bytes.writeBytes(out)
+  }
 }
 
 /** `::ffff:10.0.0.5` (a dual-stack socket's view of an IPv4 peer) is `10.0.0.5`. */

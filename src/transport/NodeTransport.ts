@@ -9,7 +9,7 @@ import * as Option from "effect/Option"
 import { NetAddress } from "effect/net"
 import type { Socket } from "effect/socket"
 import { channelOf, normalizeAddress } from "./Channel.ts"
-import { type Accepted, Transport, TransportError } from "./Transport.ts"
+import { type Accepted, type DialOptions, Transport, TransportError } from "./Transport.ts"
 
 const causeText = (cause: unknown): string =>
   cause instanceof Error ? cause.message : cause === undefined ? "unknown" : String(cause)
@@ -54,10 +54,12 @@ const bytesOf = (reader: Socket.Reader, writer: Socket.Writer) => ({
     chunks.length === 0 ? Effect.void : Effect.mapError(writer.writeAll(chunks as [Uint8Array, ...Array<Uint8Array>]), streamError("write failed"))
 })
 
-const dial = (host: string, port: number, timeoutMs: number) =>
+const dial = (host: string, port: number, timeoutMs: number, options?: DialOptions) =>
   Effect.gen(function*() {
     // Each write leaves at once (no Nagle), so a classic peer gets one frame per read.
-    const socket = yield* NodeSocket.makeNet({ host, port, noDelay: true, openTimeout: timeoutMs })
+    // readableHighWaterMark: what Node reads ahead of the reader (net.Socket passes it to its stream).
+    const readAhead = options?.readAheadBytes === undefined ? {} : { readableHighWaterMark: options.readAheadBytes }
+    const socket = yield* NodeSocket.makeNet({ host, port, noDelay: true, openTimeout: timeoutMs, ...readAhead })
     const reader = yield* socket.reader.pipe(
       Effect.mapError((e) => {
         const timeout = e.reason._tag === "SocketOpenError" && e.reason.kind === "Timeout"

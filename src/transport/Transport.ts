@@ -64,6 +64,11 @@ export interface RawChannel {
    */
   readonly read: (n: number) => Effect.Effect<Uint8Array, TransportError>
   /**
+   * Exactly `n` bytes (1 or more) if they are read already, taken at once; else undefined
+   * and nothing is taken (the fast path of a reader that would wait otherwise).
+   */
+  readonly readBuffered: (n: number) => Uint8Array | undefined
+  /**
    * Writes the chunks in order, as one write where it can; waits while the socket's buffer
    * is full (backpressure: what is written but not sent stays bounded). The socket may
    * still hold the chunks after it returns: the caller does not change them.
@@ -89,9 +94,17 @@ export interface ServeOptions {
   readonly port: number
 }
 
+export interface DialOptions {
+  /**
+   * Bytes the connection reads from the socket ahead of its reader (Node's default, 16 KiB,
+   * when not given): a file session's puller takes more, so each read brings many messages.
+   */
+  readonly readAheadBytes?: number
+}
+
 export class Transport extends Context.Service<Transport, {
   /** Opens a connection and its frames, for the rest of the enclosing scope. */
-  readonly dial: (host: string, port: number, timeoutMs: number) => Effect.Effect<FrameChannel, TransportError, Scope.Scope>
+  readonly dial: (host: string, port: number, timeoutMs: number, options?: DialOptions) => Effect.Effect<FrameChannel, TransportError, Scope.Scope>
   /**
    * Listens and runs `handle` in a fiber of its own for each connection, until the
    * enclosing scope closes; returns the bound port (the OS's choice for port 0).

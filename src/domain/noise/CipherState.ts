@@ -75,8 +75,23 @@ export class CipherState {
   }
 
   encryptWithAd(ad: Uint8Array, plaintext: Uint8Array): Uint8Array {
+    const pieces = this.encryptWithAdPieces(ad, plaintext)
+    if (pieces.length === 1) return pieces[0]
+    const [body, tag] = pieces
+    const out = Buffer.allocUnsafe(body.byteLength + tag.byteLength)
+    out.set(body, 0)
+    out.set(tag, body.byteLength)
+    return out
+  }
+
+  /**
+   * EncryptWithAd as the pieces of its output, in order, not joined: the encrypted body and
+   * the 16-byte tag (the plaintext alone while there is no key). For a caller that writes
+   * them out as they are (a socket's writev), so a large message is not copied once more.
+   */
+  encryptWithAdPieces(ad: Uint8Array, plaintext: Uint8Array): [Uint8Array] | [Uint8Array, Uint8Array] {
     const key = this.#key
-    if (key === undefined) return plaintext
+    if (key === undefined) return [plaintext]
     const nonce = this.#prepareNonce()
     let body: Buffer
     let tag: Buffer
@@ -92,11 +107,8 @@ export class CipherState {
     } catch (cause) {
       throw new NoiseError("InvalidArgument", "encryption failed", { cause })
     }
-    const out = Buffer.allocUnsafe(body.byteLength + TAG_LEN)
-    out.set(body, 0)
-    out.set(tag, body.byteLength)
     this.#advance()
-    return out
+    return [body, tag]
   }
 
   /** On authentication failure throws NoiseError("DecryptFailed") and does not advance n. */

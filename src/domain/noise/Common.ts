@@ -44,6 +44,8 @@ export class NoiseError extends Error {
 export interface Transport {
   /** Encrypts one transport message (plaintext at most MAX_PLAINTEXT_LENGTH bytes). */
   encrypt(plaintext: Uint8Array): Uint8Array
+  /** encrypt's message as its pieces in order (body, tag), not joined: for a writev. */
+  encryptPieces(plaintext: Uint8Array): ReadonlyArray<Uint8Array>
   /**
    * Decrypts the next transport message from the peer. Throws NoiseError on any failure and
    * leaves the receive nonce unchanged; the caller is expected to end the session.

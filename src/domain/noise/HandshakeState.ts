@@ -35,6 +35,13 @@ class TransportImpl implements Transport {
     }
     return this.#send.encryptWithAd(EMPTY, plaintext)
   }
+  encryptPieces(plaintext: Uint8Array): ReadonlyArray<Uint8Array> {
+    requireBytes(plaintext, "plaintext")
+    if (plaintext.byteLength > MAX_PLAINTEXT_LENGTH) {
+      throw new NoiseError("InvalidLength", `plaintext longer than ${MAX_PLAINTEXT_LENGTH} bytes`)
+    }
+    return this.#send.encryptWithAdPieces(EMPTY, plaintext)
+  }
   decrypt(ciphertext: Uint8Array): Uint8Array {
     requireBytes(ciphertext, "ciphertext")
     if (ciphertext.byteLength > MAX_MESSAGE_LENGTH) {
