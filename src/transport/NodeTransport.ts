@@ -46,12 +46,23 @@ const streamError = (what: string) => (e: Socket.SocketError): TransportError =>
     ? new TransportError({ reason: "Closed", message: "connection closed", cause: e })
     : new TransportError({ reason: "Io", message: `${what}: ${socketProblem(e)}`, cause: e })
 
-const bytesOf = (reader: Socket.Reader, writer: Socket.Writer) => ({
+/**
+ * A write on a socket already closed: the writer would wait for a drain (or a close) that
+ * never comes, so a sender streaming a file to a peer that died would wait forever.
+ */
+const unlessClosed = <A>(socket: { readonly destroyed: boolean } | undefined, write: () => Effect.Effect<A, TransportError>) =>
+  Effect.suspend(() =>
+    socket?.destroyed === true ? Effect.fail(new TransportError({ reason: "Io", message: "write failed: the connection is closed" })) : write()
+  )
+
+const bytesOf = (reader: Socket.Reader, writer: Socket.Writer, socket?: { readonly destroyed: boolean }) => ({
   pull: Effect.mapError(reader.pull, streamError("connection failed")),
-  write: (text: string) => Effect.mapError(writer.write(text), streamError("write failed")),
+  write: (text: string) => unlessClosed(socket, () => Effect.mapError(writer.write(text), streamError("write failed"))),
   // corked: a length and its message leave in one segment where they fit
   writeBytes: (chunks: ReadonlyArray<Uint8Array>) =>
-    chunks.length === 0 ? Effect.void : Effect.mapError(writer.writeAll(chunks as [Uint8Array, ...Array<Uint8Array>]), streamError("write failed"))
+    chunks.length === 0
+      ? Effect.void
+      : unlessClosed(socket, () => Effect.mapError(writer.writeAll(chunks as [Uint8Array, ...Array<Uint8Array>]), streamError("write failed")))
 })
 
 const dial = (host: string, port: number, timeoutMs: number, options?: DialOptions) =>
@@ -111,7 +122,7 @@ const accepted = (socket: Socket.Socket) =>
             )
           )
           const writer = yield* socket.writer
-          return channelOf(bytesOf(reader, writer), { address, port }, maxFrameBytes)
+          return channelOf(bytesOf(reader, writer, Option.getOrUndefined(net)), { address, port }, maxFrameBytes)
         }),
       destroy: Effect.sync(() => {
         if (Option.isSome(net)) net.value.destroy()

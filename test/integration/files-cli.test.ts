@@ -164,7 +164,7 @@ describe("file transfer through the CLI", () => {
     const node = victim === "bob" ? bobNode : aliceNode
     node.child.kill("SIGKILL")
     await node.exited
-    const shown = Math.max(...fileEvents(node === bobNode ? bobNode : bobNode, offer.id).map((e) => e.bytes as number))
+    const shown = Math.max(...fileEvents(bobNode, offer.id).map((e) => e.bytes as number))
     const partFile = fs.readdirSync(bobDownloads).find((f) => f.startsWith(name) && f.endsWith(".part"))
     const part = victim === "bob" && partFile !== undefined ? fs.statSync(path.join(bobDownloads, partFile)).size : undefined
     // alice's row once her side of the cut is stored: her session paused (bob killed), or as her node left it
@@ -172,7 +172,7 @@ describe("file transfer through the CLI", () => {
       ? (await waitFor("alice's session to pause", async () => {
         const row = await transferRow(alice, offer.id, "out")
         return row?.state === "paused" ? row : undefined
-      }, 20_000, 100)).bytes as number
+      }, 10_000, 100)).bytes as number
       : (await transferRow(alice, offer.id, "out")).bytes as number
     const restarted = startNode(victim === "bob" ? bob : alice)
     if (victim === "bob") bobNode = restarted
