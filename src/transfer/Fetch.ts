@@ -183,7 +183,8 @@ const destination = (config: NodeConfig, row: TransferRow, item: ItemRow, folder
 
 /**
  * Checks what the .part holds, whole chunk by whole chunk (a bad one fetched again alone):
- * the hash of the good bytes and where the good bytes end.
+ * the hash of the good bytes and where the good bytes end. Shown once, at the end: counting
+ * up from 0 while re-reading would look as if the transfer had started over.
  */
 const verifyPart = (
   session: FileSession,
@@ -206,9 +207,9 @@ const verifyPart = (
       }
       hash.update(bytes)
       good += bytes.length
-      yield* shown(good)
     }
     yield* writer.drain
+    if (good > 0) yield* shown(good)
     if (have > good) yield* Effect.promise(() => fh.truncate(good))
     return { hash, good }
   })
