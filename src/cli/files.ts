@@ -101,16 +101,20 @@ const withNode = <A, E>(config: NodeConfig, run: (running: boolean) => Effect.Ef
     ) as Effect.Effect<A, E>)
   })
 
-/** How long send-file without a node waits to hear the recipient (a node announces every 8 s). */
-const HEAR_WAIT_MS = 10_000
+/**
+ * How long send-file waits to know the recipient: without a node the registry starts empty
+ * (a node announces every 8 s); beside one, its saved peers may lag what it has just heard
+ * by a moment (as `send`'s default --wait).
+ */
+const HEAR_WAIT_MS = { alone: 10_000, besideNode: 3_000 }
 
-/** Without a node, the registry starts empty: waits (bounded) until USER is heard; a group's members are looked up as they come. */
-const heard = (who: string) =>
+/** Waits (bounded) until USER is known; a group's members are looked up as they come. */
+const heard = (who: string, running: boolean) =>
   Effect.gen(function*() {
     if (who.startsWith("#")) return
     const { PeerRegistry } = yield* modules.registry
     const registry = yield* PeerRegistry
-    const deadline = Date.now() + HEAR_WAIT_MS
+    const deadline = Date.now() + (running ? HEAR_WAIT_MS.besideNode : HEAR_WAIT_MS.alone)
     while (Option.isNone(yield* registry.lookup(who)) && Date.now() < deadline) yield* Effect.sleep(100)
   })
 
@@ -143,7 +147,7 @@ export const sendFile = Command.make("send-file", { target, paths, noWait }, (p)
     const { Transfers } = yield* modules.transfers
     yield* withNode(config, (running) =>
       Effect.gen(function*() {
-        if (!running) yield* heard(who!)
+        yield* heard(who!, running)
         const sent = yield* (yield* Initiator).sendFile(who!, p.paths).pipe(
           Effect.mapError((e) => e._tag === "TransferError" ? said(e) : e)
         )
