@@ -3,6 +3,7 @@
  * those of the CLI's `--json` (cli.md "JSON output"). The cookie set by the first visit
  * carries the token; every request that changes something is a same-origin POST of JSON.
  */
+import type { TransferEvent } from "../src/domain/Transfer.ts"
 
 export interface Me {
   readonly username: string | null
@@ -77,40 +78,14 @@ export interface SendResult {
   readonly recipients?: ReadonlyArray<Recipient>
 }
 
-/** `files --json`'s objects, and the `file` events (src/domain/Transfer.ts). */
-export interface Transfer {
-  readonly id: string
-  readonly direction: "in" | "out"
-  readonly peer: string
-  readonly name: string
-  readonly size: number
-  readonly count: number
-  readonly state: string
-  readonly bytes: number
-  readonly path?: string
-  readonly reason?: string
-  readonly at: string
-  readonly rate?: number
-}
+/**
+ * `files --json`'s objects, and the `file` events without their `event` (with `rate` while
+ * receiving): the node's own types, imported as types only, so nothing of the node is bundled.
+ */
+export type Transfer = Omit<TransferEvent, "event">
 
 /** The events of the live stream: the lines `start --json` prints (cli.md "Event lines"). */
-export type NodeEvent =
-  | ({ readonly event: "peer"; readonly status: "online" | "away" | "expired" | "left" } & Omit<Peer, "status">)
-  | {
-    readonly event: "message"
-    readonly id: string
-    readonly from: string
-    readonly text: string
-    readonly mode: string
-    readonly at: string
-    readonly sentAt?: string
-    readonly verified?: boolean
-    readonly to?: string
-    readonly group?: string
-  }
-  | { readonly event: "delivered"; readonly id: string; readonly to: string }
-  | { readonly event: "warning" | "error" | "info"; readonly message: string }
-  | ({ readonly event: "file" } & Transfer)
+export type { UiEvent as NodeEvent } from "../src/services/Events.ts"
 
 export class ApiError extends Error {
   constructor(readonly status: number, message: string) {
