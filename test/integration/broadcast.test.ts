@@ -13,7 +13,9 @@ import * as Result from "effect/Result"
 import { meet, messageEvents, polls, startNode, tcpServer, tempDir, type TestNode } from "../support/node.ts"
 import { runCli, spawnCli, useBuiltCli } from "../support/cli.ts"
 
-const TUNING = { ackTimeoutMs: 1000, connectTimeoutMs: 1000, classicPauseMs: 100 }
+// acks wait 5 s: a down peer is refused at once anyway, and a loaded machine (other suites
+// writing large files) can hold an ack past 1 s
+const TUNING = { ackTimeoutMs: 5000, connectTimeoutMs: 1000, classicPauseMs: 100 }
 const { waitUntil, waitUntilEffect } = polls(5000)
 
 const received = (node: TestNode) =>
