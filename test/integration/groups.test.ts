@@ -15,7 +15,8 @@ import { recipientLine } from "../../src/ui/render.ts"
 import { freeTcpPort, meet, polls, startNode, tempDir, type TestNode } from "../support/node.ts"
 import { runCli, useBuiltCli } from "../support/cli.ts"
 
-const TUNING = { ackTimeoutMs: 1000, connectTimeoutMs: 1000, classicPauseMs: 100, retryEveryMs: 300 }
+// acks wait 5 s: an away member is refused at once anyway, and a loaded machine can hold an ack past 1 s
+const TUNING = { ackTimeoutMs: 5000, connectTimeoutMs: 1000, classicPauseMs: 100, retryEveryMs: 300 }
 const { waitUntil, waitUntilEffect } = polls(5000)
 
 const groupsOf = (node: TestNode) => Context.get(node.context, Groups)
